@@ -1,0 +1,1 @@
+"""Benchmarks behind `selfie bench ...`: each returns a JSON-able dict of figures from one run."""

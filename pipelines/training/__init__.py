@@ -1,0 +1,1 @@
+"""Training pieces shared by pretraining and finetuning: optimizer, steps, checkpoints."""

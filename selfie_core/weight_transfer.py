@@ -1,0 +1,72 @@
+"""Moving pretrained P (and A) weights into a finetune encoder, refusing anything ambiguous."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from selfie_core.config import SelfieConfig
+from selfie_core.finetune_encoders import HybridClassifier, ResNet50Classifier
+
+# Pretrained-state prefix -> encoder prefix, per encoder class.
+_PREFIXES: dict[type[nn.Module], dict[str, str]] = {
+    ResNet50Classifier: {"patch_network.trunk.": "trunk."},
+    HybridClassifier: {"patch_network.": "patch_network.", "attention_pool.": "attention_pool."},
+}
+
+
+class WeightTransferError(ValueError):
+    """The checkpoint does not fit the encoder (other preset, geometry, or tensor shapes)."""
+
+
+def transfer_pretrained(
+    encoder: nn.Module,
+    pretrained_state: Mapping[str, torch.Tensor],
+    *,
+    pretrained_config: SelfieConfig,
+    encoder_config: SelfieConfig,
+) -> list[str]:
+    """Copy P's (and, for the hybrid, A's) tensors into `encoder`; return the encoder names copied.
+
+    Parameters and buffers (BatchNorm statistics) are copied; the heads and ResNet stage 4
+    keep their fresh initialisation.
+    """
+    if pretrained_config.preset != encoder_config.preset:
+        raise WeightTransferError(
+            f"checkpoint was pretrained with preset {pretrained_config.preset!r} but the encoder "
+            f"uses {encoder_config.preset!r}: finetune with --preset {pretrained_config.preset}"
+        )
+    if pretrained_config.stem != encoder_config.stem:
+        raise WeightTransferError(
+            f"checkpoint's patch size {pretrained_config.patch_size} implies a "
+            f"{pretrained_config.stem!r} stem but the encoder has a {encoder_config.stem!r} stem"
+        )
+    prefixes = _PREFIXES.get(type(encoder))
+    if prefixes is None:
+        raise WeightTransferError(f"no pretrained weights map onto {type(encoder).__name__}")
+    target = encoder.state_dict()
+    copied: dict[str, torch.Tensor] = {}
+    for src_prefix, dst_prefix in prefixes.items():
+        names = [n for n in pretrained_state if n.startswith(src_prefix)]
+        if not names:
+            raise WeightTransferError(f"checkpoint holds no tensors under {src_prefix!r}")
+        for name in names:
+            dst = dst_prefix + name[len(src_prefix) :]
+            if dst not in target:
+                raise WeightTransferError(f"checkpoint tensor {name!r} has no place in the encoder")
+            src = pretrained_state[name]
+            if src.shape != target[dst].shape:
+                raise WeightTransferError(
+                    f"tensor {name!r} has shape {tuple(src.shape)} in the checkpoint but "
+                    f"{tuple(target[dst].shape)} in the encoder (different grid or preset?)"
+                )
+            copied[dst] = src
+    missing = [
+        n for n in target if any(n.startswith(p) for p in prefixes.values()) and n not in copied
+    ]
+    if missing:
+        raise WeightTransferError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[0]!r}")
+    encoder.load_state_dict(copied, strict=False)
+    return sorted(copied)
