@@ -130,6 +130,62 @@ def ingest(
         console.print(f"skipped {item.item}: {item.reason}", highlight=False)
 
 
+def _spec_data(config: Path | None, overrides: dict) -> dict:
+    from pipelines.specs import load_spec_file
+
+    data = load_spec_file(config) if config else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return data
+
+
+@app.command()
+def pretrain(
+    data: str | None = typer.Option(None, help="Ingested data dir."),
+    config: Path | None = typer.Option(None, help="PretrainSpec as YAML or JSON; flags override."),
+    preset: str | None = typer.Option(None, help="tiny, small or paper."),
+    workers: int | None = typer.Option(None, help="Ray Train workers."),
+    cpus_per_worker: int | None = typer.Option(None, help="Default: cluster CPUs / workers."),
+    use_gpu: bool | None = typer.Option(None, "--use-gpu/--no-gpu", help="One GPU per worker."),
+    epochs: int | None = typer.Option(None, help="Passes over the training split."),
+    max_steps: int | None = typer.Option(None, help="Stop after this many steps."),
+    batch_size: int | None = typer.Option(None, help="Images per worker per step."),
+    mask_fraction: float | None = typer.Option(None, help="Share of patches masked (0, 1)."),
+    lr: float | None = typer.Option(None, help="Peak learning rate."),
+    checkpoint_every: int | None = typer.Option(None, help="Steps between checkpoints."),
+    run_name: str | None = typer.Option(None, help="Name of the run (default: generated)."),
+    resume: str | None = typer.Option(None, help="Continue the stopped run of this name."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Pretrain Selfie on Ray Train; print the MLflow run id and checkpoint location."""
+    from pipelines.pretrain.driver import run_pretrain
+    from pipelines.settings import get_settings
+    from pipelines.specs import PretrainSpec, build_spec
+
+    fields = _spec_data(
+        config,
+        {
+            "data": data,
+            "preset": preset,
+            "workers": workers,
+            "cpus_per_worker": cpus_per_worker,
+            "use_gpu": use_gpu,
+            "epochs": epochs,
+            "max_steps": max_steps,
+            "batch_size": batch_size,
+            "mask_fraction": mask_fraction,
+            "checkpoint_every": checkpoint_every,
+            "run_name": resume or run_name,
+        },
+    )
+    if lr is not None:
+        fields["optim"] = {**fields.get("optim", {}), "lr": lr}
+    if "data" not in fields:
+        raise SpecError("pretrain needs --data DIR (or `data:` in --config)")
+    spec = build_spec(PretrainSpec, fields)
+    result = run_pretrain(spec, get_settings(), resume=resume)
+    emit(result.to_dict(), as_json)
+
+
 def main() -> None:
     try:
         app()

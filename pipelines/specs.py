@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from selfie_core.presets import PRESETS
 
 MANIFEST_NAME = "manifest.json"
+S = TypeVar("S", bound=BaseModel)
 
 
 class SpecError(ValueError):
@@ -49,7 +50,9 @@ class PretrainSpec(_Spec):
     mask_fraction: float = Field(default=0.25, gt=0, lt=1)
     pos_on_visible: bool = True
     workers: int = Field(default=1, ge=1, le=1024)
-    cpus_per_worker: int = Field(default=1, ge=1, le=256)
+    cpus_per_worker: int | None = Field(
+        default=None, ge=1, le=256, description="Default: the cluster's CPUs / workers."
+    )
     use_gpu: bool = False
     batch_size: int = Field(default=64, ge=2, le=65536, description="Per worker.")
     epochs: int = Field(default=1, ge=1, le=10_000)
@@ -107,3 +110,19 @@ def load_spec_file(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise SpecError(f"spec file {str(p)!r} must hold a mapping of fields")
     return data
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first problem of a pydantic error as one sentence naming the field."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "spec"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def build_spec(model: type[S], data: dict) -> S:
+    """Validate `data` into `model`, turning pydantic's report into a one-sentence SpecError."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"invalid {model.__name__}: {describe_validation_error(exc)}") from None

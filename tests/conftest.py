@@ -25,7 +25,8 @@ def ray_session():
         ray.init(
             num_cpus=2,
             object_store_memory=256 * 1024 * 1024,
-            include_dashboard=False,
+            include_dashboard=True,  # Train V2 and the state API talk to it
+            dashboard_host="127.0.0.1",
             log_to_driver=False,
         )
     yield ray

@@ -1,0 +1,200 @@
+"""The pretraining driver: validate, start the MLflow run, run Ray Train, publish the encoder.
+
+The driver owns the MLflow run (created here, passed by id to rank 0, closed here), so a
+restarted worker keeps logging into the same run and a resumed run (`--resume NAME`)
+continues its own history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipelines.data.manifest import load_manifest
+from pipelines.settings import Settings
+from pipelines.specs import PretrainSpec, SpecError
+from pipelines.tracking import ensure_experiment, flatten_params, tracking_client
+
+log = logging.getLogger(__name__)
+
+RUN_NAME_TAG = "selfie.run_name"
+
+
+@dataclass
+class PretrainResult:
+    run_name: str
+    mlflow_run_id: str
+    checkpoint: str
+    encoder: str
+    storage_path: str
+    steps: int
+    resumed_from_step: int
+    final_loss: float
+    final_selection_accuracy: float
+    result_file: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_geometry(spec: PretrainSpec, image_size: int) -> None:
+    size = spec.image_size or image_size
+    if spec.image_size and spec.image_size != image_size:
+        raise SpecError(
+            f"image_size {spec.image_size} differs from the data's {image_size}: re-ingest with "
+            f"--image-size {spec.image_size} or drop image_size from the spec"
+        )
+    if spec.patch_size and size % spec.patch_size:
+        raise SpecError(f"patch_size {spec.patch_size} does not divide the image size {size}")
+
+
+def _find_run(client, experiment_id: str, name: str):
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{name}'", max_results=1
+    )
+    return runs[0] if runs else None
+
+
+def run_pretrain(
+    spec: PretrainSpec, settings: Settings, resume: str | None = None
+) -> PretrainResult:
+    """Run (or resume) one pretraining; return where its run, checkpoint and encoder are."""
+    import mlflow
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.pretrain.worker_loop import pretrain_worker
+    from pipelines.ray_runtime import cluster_cpus, ensure_ray
+    from pipelines.training.checkpoint import ENCODER_FILE, load_training_state, save_encoder
+
+    spec.check_paths()
+    manifest = load_manifest(spec.data_dir())
+    _check_geometry(spec, manifest.image_size)
+    data_dir = str(spec.data_dir().resolve())
+    spec = spec.model_copy(update={"data": data_dir})
+
+    client = tracking_client(settings)
+    experiment_id = ensure_experiment(client, spec.experiment, settings)
+    storage = spec.storage_path or settings.resolved_storage_path
+    if resume:
+        previous = _find_run(client, experiment_id, resume)
+        if previous is None:
+            raise SpecError(
+                f"no pretraining run named {resume!r} in experiment {spec.experiment!r}: "
+                "list runs with `selfie runs` or start a new one without --resume"
+            )
+        name, run_id = resume, previous.info.run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        name = spec.run_name or f"pretrain-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        if _find_run(client, experiment_id, name) is not None:
+            raise SpecError(
+                f"a run named {name!r} exists already: pass --resume {name} to continue it"
+            )
+        run = client.create_run(
+            experiment_id, run_name=name, tags={RUN_NAME_TAG: name, "selfie.kind": "pretrain"}
+        )
+        run_id = run.info.run_id
+        client.log_batch(run_id, params=[
+            mlflow.entities.Param(k, v) for k, v in flatten_params(spec.model_dump()).items()
+        ])  # fmt: skip
+        _log_dataset(client, run_id, data_dir, manifest.digest())
+
+    ensure_ray(settings)
+    cpus = spec.cpus_per_worker or max(1, cluster_cpus() // spec.workers)
+    trainer = TorchTrainer(
+        pretrain_worker,
+        train_loop_config={
+            "spec": spec.model_dump(),
+            "cpus_per_worker": cpus,
+            "tracking_uri": settings.tracking_uri,
+            "mlflow_run_id": run_id,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=spec.workers, use_gpu=spec.use_gpu, resources_per_worker={"CPU": cpus}
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    try:
+        result = trainer.fit()
+    except Exception:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    if result.checkpoint is None:
+        client.set_terminated(run_id, status="FAILED")
+        raise RuntimeError(f"pretraining run {name!r} ended without a checkpoint")
+
+    out_dir = settings.resolved_workdir / "results" / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with result.checkpoint.as_directory() as directory:
+        state = load_training_state(Path(directory))
+    encoder_path = save_encoder(out_dir / ENCODER_FILE, state)
+    client.log_artifact(run_id, str(encoder_path), "encoder")
+    _register(settings, run_id, spec, state)
+    metrics = result.metrics or {}
+    client.set_terminated(run_id, status="FINISHED")
+
+    outcome = PretrainResult(
+        run_name=name,
+        mlflow_run_id=run_id,
+        checkpoint=result.checkpoint.path,
+        encoder=str(encoder_path),
+        storage_path=storage,
+        steps=int(metrics.get("step", state["step"])),
+        resumed_from_step=int(metrics.get("resumed_from_step", 0)),
+        final_loss=float(metrics.get("loss", float("nan"))),
+        final_selection_accuracy=float(metrics.get("selection_accuracy", float("nan"))),
+    )
+    result_file = out_dir / "result.json"
+    outcome.result_file = str(result_file)
+    result_file.write_text(json.dumps(outcome.to_dict(), indent=2))
+    return outcome
+
+
+def _log_dataset(client, run_id: str, data_dir: str, digest: str) -> None:
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.entities import DatasetInput, InputTag
+
+    dataset = MetaDataset(
+        LocalArtifactDatasetSource(data_dir), name=Path(data_dir).name, digest=digest[:36]
+    )
+    client.log_inputs(
+        run_id,
+        [DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "pretrain")])],
+    )
+
+
+def _register(settings: Settings, run_id: str, spec: PretrainSpec, state: dict) -> None:
+    """Log the encoder as an MLflow PyTorch model and register a version of it."""
+    if not spec.register_model:
+        return
+    import mlflow
+    import mlflow.pytorch
+
+    from selfie_core.config import SelfieConfig
+    from selfie_core.selfie_model import SelfieModel
+
+    model = SelfieModel(SelfieConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.pytorch.log_model(
+            model,
+            name="model",
+            registered_model_name=spec.register_model,
+            serialization_format="pickle",
+            pip_requirements=["torch==2.14.1", "selfie-pipelines"],
+        )
+        mlflow.set_tags(
+            {"selfie.preset": spec.preset, "selfie.manifest_digest": state["manifest_digest"]}
+        )

@@ -1,0 +1,110 @@
+"""Training state on disk: everything needed to continue a run exactly where it stopped,
+and the encoder file a finetune sweep loads."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from selfie_core.config import SelfieConfig
+
+STATE_FILE = "training_state.pt"
+ENCODER_FILE = "encoder.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or encoder file that cannot be used; the message names the file."""
+
+
+def save_training_state(
+    directory: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    step: int,
+    epoch: int,
+    generator: torch.Generator,
+    config: SelfieConfig,
+    manifest_digest: str,
+) -> Path:
+    path = directory / STATE_FILE
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "mask_rng": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "config": config.to_dict(),
+            "manifest_digest": manifest_digest,
+        },
+        path,
+    )
+    return path
+
+
+def _load(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(
+            f"checkpoint file {str(path)!r} is truncated or corrupt ({str(exc).splitlines()[0]})"
+        ) from None
+    if not isinstance(data, dict) or "config" not in data:
+        raise CheckpointError(f"{str(path)!r} is not a Selfie checkpoint")
+    return data
+
+
+def load_training_state(directory: Path) -> dict:
+    return _load(directory / STATE_FILE)
+
+
+@dataclass
+class EncoderFile:
+    """A pretrained Selfie model's weights and what it was trained as/on."""
+
+    config: SelfieConfig
+    state_dict: dict[str, torch.Tensor]
+    manifest_digest: str
+    step: int
+
+
+def save_encoder(path: Path, state: dict) -> Path:
+    """Write the encoder file from a training state (weights, config, data digest, step)."""
+    torch.save(
+        {
+            "config": state["config"],
+            "state_dict": state["model"],
+            "manifest_digest": state["manifest_digest"],
+            "step": state["step"],
+        },
+        path,
+    )
+    return path
+
+
+def load_encoder(path: str | Path) -> EncoderFile:
+    """Read an encoder file, or a training state / checkpoint dir holding one."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / ENCODER_FILE if (p / ENCODER_FILE).is_file() else p / STATE_FILE
+    data = _load(p)
+    weights = data.get("state_dict", data.get("model"))
+    if weights is None:
+        raise CheckpointError(f"{str(p)!r} holds no model weights")
+    return EncoderFile(
+        config=SelfieConfig.from_dict(data["config"]),
+        state_dict=weights,
+        manifest_digest=data.get("manifest_digest", ""),
+        step=int(data.get("step", 0)),
+    )

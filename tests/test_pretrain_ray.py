@@ -1,0 +1,138 @@
+"""Pretraining on a real local Ray (2 CPUs) with MLflow on SQLite, tiny preset, tiny data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipelines.data.ingest import IngestOptions, ingest
+from pipelines.pretrain.driver import PretrainResult, run_pretrain
+from pipelines.settings import Settings
+from pipelines.specs import OptimSpec, PretrainSpec, SpecError
+from pipelines.training.checkpoint import load_encoder
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain") / "data"
+    ingest(IngestOptions(source="mnist-sample", out=out, shard_max_count=500))
+    return out
+
+
+def _spec(data_dir: Path, **kw) -> PretrainSpec:
+    base = dict(
+        data=str(data_dir),
+        workers=2,
+        cpus_per_worker=1,
+        batch_size=32,
+        optim=OptimSpec(lr=3e-3, warmup_steps=5),
+        loader_workers=0,
+        epochs=10,
+    )
+    base.update(kw)
+    return PretrainSpec(**base)
+
+
+def test_two_workers_finish_and_mlflow_holds_everything(
+    data_dir: Path, tmp_path: Path, ray_session
+) -> None:
+    settings = Settings(workdir=tmp_path)
+    result = run_pretrain(_spec(data_dir, max_steps=60, checkpoint_every=30), settings)
+    assert result.steps == 60 and result.resumed_from_step == 0
+    client = MlflowClient(settings.tracking_uri)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["preset"] == "tiny" and run.data.params["optim.lr"] == "0.003"
+    losses = [m.value for m in client.get_metric_history(result.mlflow_run_id, "loss")]
+    assert len(losses) >= 10
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert {"selection_accuracy", "images_per_s", "lr"} <= set(run.data.metrics)
+    inputs = run.inputs.dataset_inputs
+    assert inputs and inputs[0].dataset.digest
+    artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
+    assert "encoder" in artifacts
+    encoder = load_encoder(result.encoder)
+    assert encoder.config.preset == "tiny" and encoder.step == 60
+    versions = client.search_model_versions("name='selfie-encoder'")
+    assert any(v.run_id == result.mlflow_run_id for v in versions)
+    assert Path(result.checkpoint).is_dir()
+
+
+def _train_worker_pids() -> list[int]:
+    from ray.util.state import list_actors
+
+    actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    return [a.pid for a in actors]
+
+
+def test_killed_worker_is_replaced_and_resumes_from_checkpoint(
+    data_dir: Path, tmp_path: Path, ray_session
+) -> None:
+    settings = Settings(workdir=tmp_path)
+    spec = _spec(data_dir, max_steps=120, checkpoint_every=10, run_name="killme")
+    outcome: dict[str, PretrainResult | BaseException] = {}
+
+    def drive() -> None:
+        try:
+            outcome["result"] = run_pretrain(spec, settings)
+        except BaseException as exc:  # surfaced by the assertion below
+            outcome["result"] = exc
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    run_dir = Path(settings.resolved_storage_path) / "killme"
+    deadline = time.time() + 240
+    # Wait for a second checkpoint: the first is then surely registered with the controller.
+    while time.time() < deadline and len(list(run_dir.glob("checkpoint-*"))) < 2:
+        time.sleep(0.5)
+    assert len(list(run_dir.glob("checkpoint-*"))) >= 2, "no checkpoint appeared"
+    pids = _train_worker_pids()
+    assert len(pids) == 2
+    os.kill(pids[1], signal.SIGKILL)
+    thread.join(timeout=400)
+    result = outcome["result"]
+    assert isinstance(result, PretrainResult), result
+    assert result.steps == 120
+    assert result.resumed_from_step > 0
+
+
+def test_stopped_run_resumes_from_its_last_step(
+    data_dir: Path, tmp_path: Path, ray_session
+) -> None:
+    settings = Settings(workdir=tmp_path)
+    first = run_pretrain(
+        _spec(data_dir, workers=1, max_steps=8, checkpoint_every=4, run_name="r1"), settings
+    )
+    assert first.steps == 8
+    second = run_pretrain(
+        _spec(data_dir, workers=1, max_steps=12, checkpoint_every=4, run_name="r1"),
+        settings,
+        resume="r1",
+    )
+    assert second.resumed_from_step == 8 and second.steps == 12
+    assert second.mlflow_run_id == first.mlflow_run_id
+    with pytest.raises(SpecError, match="no pretraining run named 'nope'"):
+        run_pretrain(_spec(data_dir, run_name="nope"), settings, resume="nope")
+    with pytest.raises(SpecError, match="exists already"):
+        run_pretrain(_spec(data_dir, run_name="r1"), settings)
+
+
+def test_bad_specs_are_one_sentence(tmp_path: Path) -> None:
+    from pipelines.specs import build_spec
+
+    with pytest.raises(SpecError, match="unknown preset 'huge'"):
+        build_spec(PretrainSpec, {"data": "x", "preset": "huge"})
+    with pytest.raises(SpecError, match="mask_fraction"):
+        build_spec(PretrainSpec, {"data": "x", "mask_fraction": 1.5})
+    with pytest.raises(SpecError, match="does not divide"):
+        build_spec(PretrainSpec, {"data": "x", "image_size": 32, "patch_size": 5})
+    with pytest.raises(SpecError, match=r"no manifest\.json"):
+        PretrainSpec(data=str(tmp_path)).check_paths()
