@@ -38,8 +38,7 @@ class ResNet50Classifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Shape: (B, 3, H, W) -> (B, num_classes)."""
-        if images.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
         x = self.stage4(self.trunk(images))
         return self.head(x.mean(dim=(2, 3)))
 

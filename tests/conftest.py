@@ -27,7 +27,7 @@ def ray_session():
             object_store_memory=256 * 1024 * 1024,
             include_dashboard=True,  # Train V2 and the state API talk to it
             dashboard_host="127.0.0.1",
-            log_to_driver=False,
+            log_to_driver=True,
         )
     yield ray
     ray.shutdown()

@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pipelines.bench.timing import matmul_peak_flops, seconds_per_call
 from pipelines.specs import OptimSpec
 from pipelines.training.optim import build_optimizer
-from pipelines.training.steps import pretrain_step
+from pipelines.training.steps import place, pretrain_step
 from selfie_core.config import SelfieConfig
 from selfie_core.finetune_encoders import build_encoder
 from selfie_core.selection_loss import selection_loss, selection_loss_reference
@@ -28,7 +28,7 @@ def bench_model(
 ) -> dict:
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     config = SelfieConfig(preset=preset, image_size=image_size)
-    model = SelfieModel(config).to(dev)
+    model = place(SelfieModel(config), dev)
     optimizer = build_optimizer(model, OptimSpec())
     images = torch.randn(batch_size, 3, image_size, image_size, device=dev)
     generator = torch.Generator().manual_seed(0)

@@ -16,7 +16,7 @@ from pipelines.data.loader import ShardData
 from pipelines.specs import PretrainSpec
 from pipelines.training.checkpoint import load_training_state, save_training_state
 from pipelines.training.optim import build_optimizer, build_scheduler
-from pipelines.training.steps import pretrain_step, unwrap
+from pipelines.training.steps import place, pretrain_step, unwrap
 from selfie_core.config import SelfieConfig
 from selfie_core.selfie_model import SelfieModel
 
@@ -56,7 +56,7 @@ def pretrain_worker(config: dict) -> None:
     steps_per_epoch = data.steps_per_epoch(world, spec.batch_size)
     total_steps = total_steps_for(spec, steps_per_epoch)
 
-    model = SelfieModel(model_config).to(device)
+    model = place(SelfieModel(model_config), device)
     optimizer = build_optimizer(model, spec.optim)
     scheduler = build_scheduler(optimizer, spec.optim, total_steps)
     generator = torch.Generator()

@@ -17,6 +17,11 @@ from selfie_core.masking import sample_masks
 from selfie_core.selfie_model import SelfieModel
 
 
+def place(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move a model to its device with channels_last weights (matching its conv inputs)."""
+    return model.to(device=device, memory_format=torch.channels_last)
+
+
 def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on GPU; full precision on CPU (bf16 matmuls are slow on most CPUs)."""
     if device.type == "cuda":
