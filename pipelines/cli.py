@@ -98,8 +98,7 @@ def bench_train_cmd(
         if data is None:
             data = str(Path(tmp) / "digits")
             run_ingest(IngestOptions(source="mnist-sample", out=Path(data)))
-        ensure_ray(get_settings())
-        emit(bench_train(data, batch_size, steps), as_json)
+        emit(bench_train(data, batch_size, steps, lambda: ensure_ray(get_settings())), as_json)
 
 
 @app.command()
