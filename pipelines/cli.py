@@ -212,36 +212,150 @@ def pretrain(
 @app.command()
 def demo(
     workdir: Path = typer.Option(Path("work/demo"), help="Where data, runs and MLflow land."),
-    epochs: int = typer.Option(5, help="Pretraining epochs over the 4,000 training digits."),
+    config: Path = typer.Option(Path("configs/demo.yaml"), help="The demo's PipelineSpec."),
 ) -> None:
-    """The main job on the shipped MNIST digits (tiny preset), as far as it is built today:
-    ingest and Ray Train pretraining with MLflow records. The finetune sweep and the
-    paper-style table come with the sweep stage."""
-    from pipelines.data.ingest import IngestOptions
-    from pipelines.data.ingest import ingest as run_ingest
-    from pipelines.pretrain.driver import run_pretrain
+    """The main job on the shipped MNIST digits: ingest, Selfie pretraining on Ray Train,
+    the labeled-fraction sweep on Ray Tune, and the paper-style table, all in MLflow."""
+    import time
+
+    from pipelines.pipeline_run import run_pipeline
     from pipelines.settings import Settings
-    from pipelines.specs import MANIFEST_NAME, PretrainSpec
+    from pipelines.specs import PipelineSpec, build_spec
 
     settings = Settings(workdir=workdir)
-    data = settings.resolved_workdir / "data"
-    if not (data / MANIFEST_NAME).is_file():
-        console.print(f"[bold]1/2[/] ingesting the 5,000 shipped MNIST digits into {data}")
-        with progress_bar("ingesting") as advance:
-            run_ingest(IngestOptions(source="mnist-sample", out=data, overwrite=True), advance)
-    else:
-        console.print(f"[bold]1/2[/] reusing the digits already ingested in {data}")
-    console.print(f"[bold]2/2[/] pretraining Selfie (tiny preset) on Ray Train, {epochs} epochs")
-    spec = PretrainSpec(data=str(data), preset="tiny", epochs=epochs, checkpoint_every=100)
-    result = run_pretrain(spec, settings)
-    emit(result.to_dict(), as_json=False)
-    typer.echo(
-        f"\nfinal selection accuracy {result.final_selection_accuracy:.3f} "
-        f"(chance {1 / 4:.3f} with 4 of 16 patches masked)\n"
-        "Open the runs in the MLflow UI:\n"
-        f"  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000\n"
-        "Not built yet: the labeled-fraction finetune sweep and the paper-style table."
+    fields = _spec_data(config, {"data": str(settings.resolved_workdir / "data")})
+    spec = build_spec(PipelineSpec, fields)
+    console.print(
+        f"[bold]demo:[/] ingest {spec.source} -> pretrain (tiny) -> sweep -> report; "
+        f"work dir {settings.resolved_workdir}",
+        highlight=False,
     )
+    start = time.perf_counter()
+    result = run_pipeline(spec, settings)
+    minutes = (time.perf_counter() - start) / 60
+    typer.echo("\n" + result.table_markdown)
+    typer.echo(
+        f"pipeline run {result.mlflow_run_id} finished in {minutes:.1f} min; report files and "
+        f"plot in {result.report_dir}\n"
+        "Open the runs in the MLflow UI:\n"
+        f"  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000"
+    )
+
+
+def _floats(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SpecError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _words(text: str | None) -> list[str] | None:
+    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
+
+
+@app.command()
+def sweep(
+    data: str | None = typer.Option(None, help="Ingested data dir."),
+    encoder: str | None = typer.Option(
+        None, help="Pretrained encoder: MLflow run id, encoder.pt, or a pretrain result dir."
+    ),
+    config: Path | None = typer.Option(None, help="SweepSpec as YAML or JSON; flags override."),
+    fractions: str | None = typer.Option(None, help="Labeled fractions, e.g. 0.05,0.1,0.2,1.0"),
+    seeds: int | None = typer.Option(None, help="Seeds per cell."),
+    encoders: str | None = typer.Option(None, help="Finetune encoders: resnet50,hybrid"),
+    inits: str | None = typer.Option(None, help="Inits: scratch,selfie"),
+    lr: str | None = typer.Option(None, help="Learning rates searched, e.g. 3e-3,1e-2"),
+    weight_decay: str | None = typer.Option(None, help="Weight decays searched."),
+    search: str | None = typer.Option(None, help="grid or random."),
+    num_samples: int | None = typer.Option(None, help="Random search: draws per cell."),
+    asha: bool | None = typer.Option(None, "--asha/--no-asha", help="ASHA early stopping."),
+    epochs: int | None = typer.Option(None, help="Finetune epochs per trial."),
+    cpus_per_trial: int | None = typer.Option(None, help="CPUs per trial."),
+    gpus_per_trial: float | None = typer.Option(None, help="GPUs per trial."),
+    run_name: str | None = typer.Option(None, help="Name of the sweep (default: generated)."),
+    resume: str | None = typer.Option(None, help="Continue the interrupted sweep of this name."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Finetune on labeled fractions with both inits on Ray Tune; print the paper-style table."""
+    from pipelines.settings import get_settings
+    from pipelines.specs import SweepSpec, build_spec
+    from pipelines.sweep.driver import run_sweep
+
+    fields = _spec_data(
+        config,
+        {
+            "data": data,
+            "encoder": encoder,
+            "fractions": _floats(fractions),
+            "seeds": seeds,
+            "encoders": _words(encoders),
+            "inits": _words(inits),
+            "epochs": epochs,
+            "cpus_per_trial": cpus_per_trial,
+            "gpus_per_trial": gpus_per_trial,
+            "run_name": resume or run_name,
+        },
+    )
+    search_fields = {
+        "lr": _floats(lr),
+        "weight_decay": _floats(weight_decay),
+        "mode": search,
+        "num_samples": num_samples,
+        "asha": asha,
+    }
+    overrides = {k: v for k, v in search_fields.items() if v is not None}
+    if overrides:
+        fields["search"] = {**fields.get("search", {}), **overrides}
+    if "data" not in fields:
+        raise SpecError("sweep needs --data DIR (or `data:` in --config)")
+    spec = build_spec(SweepSpec, fields)
+    result = run_sweep(spec, get_settings(), resume=resume)
+    if as_json:
+        emit(result.to_dict(), as_json=True)
+        return
+    typer.echo(result.table_markdown)
+    typer.echo(
+        f"sweep run: {result.mlflow_run_id} ({result.trials} trials, "
+        f"{result.failed_trials} failed); report files in {result.report_dir}"
+    )
+
+
+@app.command()
+def report(
+    run: str = typer.Argument(..., help="MLflow run id of a sweep or a pipeline."),
+    fmt: str = typer.Option("md", "--format", help="md, csv or json."),
+) -> None:
+    """Print the paper-style table of a finished sweep (and write its files and plot)."""
+    from pipelines.report.from_run import report_for_run
+    from pipelines.settings import get_settings
+
+    if fmt not in ("md", "csv", "json"):
+        raise SpecError(f"--format must be md, csv or json, got {fmt!r}")
+    markdown, out_dir = report_for_run(run, get_settings())
+    names = {"md": "table.md", "csv": "table.csv", "json": "results.json"}
+    typer.echo(markdown if fmt == "md" else (out_dir / names[fmt]).read_text())
+    console.print(f"files and plot: {out_dir}", highlight=False)
+
+
+@app.command()
+def pipeline(
+    config: Path = typer.Option(..., help="PipelineSpec as YAML or JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Ingest (if needed), pretrain, sweep and report as one MLflow parent run."""
+    from pipelines.pipeline_run import run_pipeline
+    from pipelines.settings import get_settings
+    from pipelines.specs import PipelineSpec, build_spec
+
+    spec = build_spec(PipelineSpec, _spec_data(config, {}))
+    result = run_pipeline(spec, get_settings())
+    if as_json:
+        emit(result.to_dict(), as_json=True)
+        return
+    typer.echo(result.table_markdown)
+    typer.echo(f"pipeline run: {result.mlflow_run_id}; report files in {result.report_dir}")
 
 
 def main() -> None:

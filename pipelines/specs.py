@@ -6,15 +6,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from selfie_core.presets import PRESETS
 
 MANIFEST_NAME = "manifest.json"
 S = TypeVar("S", bound=BaseModel)
+
+
+def _known_preset(value: str) -> str:
+    if value not in PRESETS:
+        raise ValueError(f"unknown preset {value!r}: choose one of {', '.join(PRESETS)}")
+    return value
+
+
+PresetName = Annotated[str, AfterValidator(_known_preset)]
 
 
 class SpecError(ValueError):
@@ -40,7 +57,7 @@ class PretrainSpec(_Spec):
 
     kind: Literal["pretrain"] = "pretrain"
     data: str = Field(description="Ingested data dir (holds manifest.json and train/ shards).")
-    preset: str = Field(default="tiny", description=f"Model size: {', '.join(PRESETS)}.")
+    preset: PresetName = Field(default="tiny", description=f"Model size: {', '.join(PRESETS)}.")
     image_size: int | None = Field(
         default=None, gt=0, le=1024, description="Defaults to the manifest's image size."
     )
@@ -68,13 +85,6 @@ class PretrainSpec(_Spec):
     register_model: str | None = Field(
         default="selfie-encoder", description="Registered model name for the encoder; null skips."
     )
-
-    @field_validator("preset")
-    @classmethod
-    def _known_preset(cls, value: str) -> str:
-        if value not in PRESETS:
-            raise ValueError(f"unknown preset {value!r}: choose one of {', '.join(PRESETS)}")
-        return value
 
     @model_validator(mode="after")
     def _geometry(self) -> PretrainSpec:
@@ -115,9 +125,12 @@ def load_spec_file(path: str | Path) -> dict:
 def describe_validation_error(exc: ValidationError) -> str:
     """The first problem of a pydantic error as one sentence naming the field."""
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "spec"
+    message = first["msg"].removeprefix("Value error, ")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    if not first["loc"]:
+        return f"{message}{more}"
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {message}{more}"
 
 
 def build_spec(model: type[S], data: dict) -> S:
@@ -126,3 +139,126 @@ def build_spec(model: type[S], data: dict) -> S:
         return model.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"invalid {model.__name__}: {describe_validation_error(exc)}") from None
+
+
+EncoderName = Literal["resnet50", "hybrid"]
+InitName = Literal["selfie", "scratch"]
+
+
+class SearchSpec(_Spec):
+    """The hyper-parameters searched, identically for both inits (a fair baseline)."""
+
+    mode: Literal["grid", "random"] = "grid"
+    lr: list[float] = Field(default=[3e-3, 1e-2], min_length=1, max_length=32)
+    weight_decay: list[float] = Field(default=[0.05], min_length=1, max_length=32)
+    num_samples: int = Field(default=4, ge=1, le=1000, description="Random mode: draws.")
+    asha: bool = Field(default=False, description="Stop weak trials early (ASHA, on val).")
+
+    @field_validator("lr")
+    @classmethod
+    def _positive_lr(cls, values: list[float]) -> list[float]:
+        if any(v <= 0 or v > 10 for v in values):
+            raise ValueError("every learning rate must lie in (0, 10]")
+        return values
+
+    @field_validator("weight_decay")
+    @classmethod
+    def _wd_range(cls, values: list[float]) -> list[float]:
+        if any(v < 0 or v > 1 for v in values):
+            raise ValueError("every weight decay must lie in [0, 1]")
+        return values
+
+
+class SweepSpec(_Spec):
+    """Labeled-fraction finetune sweep: fraction x seed x init x searched hyper-parameters."""
+
+    kind: Literal["sweep"] = "sweep"
+    data: str = Field(description="Ingested data dir (train/val/test shards + manifest).")
+    encoder: str | None = Field(
+        default=None,
+        description="Pretrained encoder: an MLflow run id, an encoder.pt, or a checkpoint dir.",
+    )
+    preset: PresetName = Field(default="tiny", description="Used only when no encoder is given.")
+    encoders: list[EncoderName] = Field(default=["resnet50", "hybrid"], min_length=1)
+    inits: list[InitName] = Field(default=["scratch", "selfie"], min_length=1)
+    fractions: list[float] = Field(default=[0.05, 0.1, 0.2, 1.0], min_length=1, max_length=32)
+    seeds: int = Field(default=3, ge=1, le=100, description="Seeds 0..seeds-1 per cell.")
+    search: SearchSpec = SearchSpec()
+    epochs: int = Field(default=15, ge=1, le=10_000)
+    min_steps_per_epoch: int = Field(
+        default=10, ge=1, le=100_000, description="Small subsets are sampled up to this."
+    )
+    batch_size: int = Field(default=64, ge=2, le=65536)
+    warmup_epochs: int = Field(default=1, ge=0, le=1000)
+    cpus_per_trial: int = Field(default=1, ge=1, le=256)
+    gpus_per_trial: float = Field(default=0, ge=0, le=16)
+    max_concurrent: int | None = Field(default=None, ge=1, le=10_000)
+    trial_max_failures: int = Field(default=1, ge=0, le=10, description="Retries of a crash.")
+    experiment: str = Field(default="selfie-sweep", min_length=1, max_length=200)
+    run_name: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
+    storage_path: str | None = None
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        bad = [v for v in values if not 0 < v <= 1]
+        if bad:
+            raise ValueError(f"labeled fractions must lie in (0, 1], got {bad[0]}")
+        return sorted(set(values))
+
+    @model_validator(mode="after")
+    def _encoder_needed(self) -> SweepSpec:
+        if "selfie" in self.inits and not self.encoder:
+            raise ValueError("init 'selfie' needs an encoder: set encoder to a run id or file")
+        return self
+
+    def data_dir(self) -> Path:
+        return Path(self.data).expanduser()
+
+    def check_paths(self) -> None:
+        if not (self.data_dir() / MANIFEST_NAME).is_file():
+            raise SpecError(
+                f"data dir {self.data!r} has no {MANIFEST_NAME}: run `selfie ingest` into it first"
+            )
+
+
+class PipelineSpec(_Spec):
+    """Ingest (when the data dir has no manifest), pretrain, sweep and report, as one run.
+
+    `pretrain` and `sweep` take the fields of their specs except `data` (and the sweep's
+    `encoder`, which is the pretraining's result).
+    """
+
+    kind: Literal["pipeline"] = "pipeline"
+    data: str = Field(description="Data dir; ingested from `source` when it has no manifest.")
+    source: str | None = Field(default=None, description="Ingest source, e.g. mnist-sample.")
+    pretrain: dict = Field(default_factory=dict)
+    sweep: dict = Field(default_factory=dict)
+    experiment: str = Field(default="selfie-pipeline", min_length=1, max_length=200)
+    run_name: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
+
+    @model_validator(mode="after")
+    def _parts_valid(self) -> PipelineSpec:
+        for name in ("data", "encoder", "experiment"):
+            if name in self.pretrain or name in self.sweep:
+                raise ValueError(f"pipeline sets {name!r} itself: remove it from pretrain/sweep")
+        for part, build in (("pretrain", self.pretrain_spec), ("sweep", self.sweep_spec)):
+            try:
+                build()
+            except ValidationError as exc:
+                raise ValueError(f"{part}.{describe_validation_error(exc)}") from None
+        return self
+
+    def pretrain_spec(self, **extra) -> PretrainSpec:
+        return PretrainSpec.model_validate(
+            {**self.pretrain, "data": self.data, "experiment": self.experiment, **extra}
+        )
+
+    def sweep_spec(self, encoder: str = "from-pretraining", **extra) -> SweepSpec:
+        return SweepSpec.model_validate(
+            {**self.sweep, "data": self.data, "encoder": encoder, "experiment": self.experiment}
+            | extra
+        )
+
+
+JobSpec = PretrainSpec | SweepSpec | PipelineSpec

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from pipelines.settings import Settings
@@ -60,3 +60,37 @@ class MetricBuffer:
         for i in range(0, len(self.pending), 1000):
             self.client.log_batch(self.run_id, metrics=self.pending[i : i + 1000])
         self.pending = []
+
+
+RUN_NAME_TAG = "selfie.run_name"
+KIND_TAG = "selfie.kind"
+
+
+def find_named_run(client: MlflowClient, experiment_id: str, name: str):
+    """The run our drivers created under `name` (our tag, unique per experiment), or None."""
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{name}'", max_results=1
+    )
+    return runs[0] if runs else None
+
+
+def create_named_run(
+    client: MlflowClient,
+    experiment_id: str,
+    *,
+    name: str,
+    kind: str,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    params: Mapping | None = None,
+) -> str:
+    """Create a run tagged with its name and kind (nested under a parent when given)."""
+    all_tags = {RUN_NAME_TAG: name, KIND_TAG: kind, **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run_id = client.create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
+    if params:
+        flat = [Param(k, v) for k, v in flatten_params(params).items()]
+        for i in range(0, len(flat), 100):
+            client.log_batch(run_id, params=flat[i : i + 100])
+    return run_id

@@ -17,11 +17,14 @@ from pathlib import Path
 from pipelines.data.manifest import load_manifest
 from pipelines.settings import Settings
 from pipelines.specs import PretrainSpec, SpecError
-from pipelines.tracking import ensure_experiment, flatten_params, tracking_client
+from pipelines.tracking import (
+    create_named_run,
+    ensure_experiment,
+    find_named_run,
+    tracking_client,
+)
 
 log = logging.getLogger(__name__)
-
-RUN_NAME_TAG = "selfie.run_name"
 
 
 @dataclass
@@ -52,18 +55,13 @@ def _check_geometry(spec: PretrainSpec, image_size: int) -> None:
         raise SpecError(f"patch_size {spec.patch_size} does not divide the image size {size}")
 
 
-def _find_run(client, experiment_id: str, name: str):
-    runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{RUN_NAME_TAG}` = '{name}'", max_results=1
-    )
-    return runs[0] if runs else None
-
-
 def run_pretrain(
-    spec: PretrainSpec, settings: Settings, resume: str | None = None
+    spec: PretrainSpec,
+    settings: Settings,
+    resume: str | None = None,
+    parent_run_id: str | None = None,
 ) -> PretrainResult:
     """Run (or resume) one pretraining; return where its run, checkpoint and encoder are."""
-    import mlflow
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -81,7 +79,7 @@ def run_pretrain(
     experiment_id = ensure_experiment(client, spec.experiment, settings)
     storage = spec.storage_path or settings.resolved_storage_path
     if resume:
-        previous = _find_run(client, experiment_id, resume)
+        previous = find_named_run(client, experiment_id, resume)
         if previous is None:
             raise SpecError(
                 f"no pretraining run named {resume!r} in experiment {spec.experiment!r}: "
@@ -91,17 +89,18 @@ def run_pretrain(
         client.update_run(run_id, status="RUNNING")
     else:
         name = spec.run_name or f"pretrain-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        if _find_run(client, experiment_id, name) is not None:
+        if find_named_run(client, experiment_id, name) is not None:
             raise SpecError(
                 f"a run named {name!r} exists already: pass --resume {name} to continue it"
             )
-        run = client.create_run(
-            experiment_id, run_name=name, tags={RUN_NAME_TAG: name, "selfie.kind": "pretrain"}
+        run_id = create_named_run(
+            client,
+            experiment_id,
+            name=name,
+            kind="pretrain",
+            parent_run_id=parent_run_id,
+            params=spec.model_dump(),
         )
-        run_id = run.info.run_id
-        client.log_batch(run_id, params=[
-            mlflow.entities.Param(k, v) for k, v in flatten_params(spec.model_dump()).items()
-        ])  # fmt: skip
         _log_dataset(client, run_id, data_dir, manifest.digest())
 
     ensure_ray(settings)

@@ -1,0 +1,260 @@
+"""The sweep driver: subsets, the MLflow parent run, the Tuner, test accuracy of each cell's
+best-validation trial, and the report.
+
+Test data is read once per (encoder, init, fraction, seed), for the trial and epoch that
+validation chose; nothing is selected on it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pipelines.data.loader import ShardData
+from pipelines.report.publish import publish_report
+from pipelines.report.results_table import CellResult
+from pipelines.settings import Settings
+from pipelines.specs import SpecError, SweepSpec
+from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config, finetune_trial, subset_key
+from pipelines.tracking import (
+    create_named_run,
+    ensure_experiment,
+    find_named_run,
+    tracking_client,
+)
+
+PRETRAIN_TAG = "selfie.pretrain_run_id"
+
+
+@dataclass
+class SweepResult:
+    run_name: str
+    mlflow_run_id: str
+    pretrain_run_id: str | None
+    trials: int
+    failed_trials: int
+    table_markdown: str
+    report_dir: str
+    cells: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _param_space(spec: SweepSpec) -> tuple[dict, int]:
+    from ray import tune
+
+    space = {
+        "encoder": tune.grid_search(list(spec.encoders)),
+        "init": tune.grid_search(list(spec.inits)),
+        "fraction": tune.grid_search(list(spec.fractions)),
+        "seed": tune.grid_search(list(range(spec.seeds))),
+    }
+    if spec.search.mode == "grid":
+        space["lr"] = tune.grid_search(list(spec.search.lr))
+        space["weight_decay"] = tune.grid_search(list(spec.search.weight_decay))
+        return space, 1
+    lo, hi = min(spec.search.lr), max(spec.search.lr)
+    space["lr"] = tune.loguniform(lo, hi) if hi > lo else lo
+    wlo, whi = min(spec.search.weight_decay), max(spec.search.weight_decay)
+    space["weight_decay"] = tune.uniform(wlo, whi) if whi > wlo else wlo
+    return space, spec.search.num_samples
+
+
+def _test_accuracy(sweep: dict, config: dict, model_config: dict, checkpoint) -> float:
+    import torch
+
+    from pipelines.sweep.finetune import evaluate_on_test
+    from selfie_core.config import SelfieConfig
+
+    spec = SweepSpec.model_validate(sweep)
+    torch.set_num_threads(spec.cpus_per_trial)
+    device = torch.device("cuda" if spec.gpus_per_trial and torch.cuda.is_available() else "cpu")
+    with checkpoint.as_directory() as directory:
+        state = torch.load(Path(directory) / BEST_STATE_FILE, map_location="cpu", weights_only=True)
+    data = ShardData.open(spec.data_dir())
+    cfg = finetune_config(spec, config)
+    return evaluate_on_test(cfg, data, SelfieConfig.from_dict(model_config), state, device)
+
+
+def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellResult]:
+    """Per cell, the trial with the best validation accuracy, then its test accuracy."""
+    import ray
+
+    groups: dict[tuple, list] = defaultdict(list)
+    for result in results:
+        c = result.config
+        groups[(c["encoder"], c["init"], c["fraction"], c["seed"])].append(result)
+    remote = ray.remote(_test_accuracy).options(
+        num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial
+    )
+    cells, pending = [], []
+    for (encoder, init, fraction, seed), members in sorted(groups.items()):
+        done = [r for r in members if r.error is None and r.metrics and r.checkpoint is not None]
+        if not done:
+            cells.append(CellResult(encoder, init, fraction, seed, status="failed"))
+            continue
+        best = max(done, key=lambda r: r.metrics.get("best_val_accuracy", -1.0))
+        checkpoint = best.get_best_checkpoint("val_accuracy", "max") or best.checkpoint
+        cell = CellResult(
+            encoder, init, fraction, seed, status="ok",
+            val_accuracy=float(best.metrics["best_val_accuracy"]),
+            lr=float(best.config["lr"]), weight_decay=float(best.config["weight_decay"]),
+            trial_id=best.metrics.get("trial_id"),
+        )  # fmt: skip
+        cells.append(cell)
+        pending.append(
+            (cell, remote.remote(spec.model_dump(), best.config, model_config, checkpoint))
+        )
+    for cell, ref in pending:
+        cell.test_accuracy = float(ray.get(ref))
+    # Cells missing from the results entirely (never started) are missing seeds too.
+    seen = {(c.encoder, c.init, c.fraction, c.seed) for c in cells}
+    for encoder in spec.encoders:
+        for init in spec.inits:
+            for fraction in spec.fractions:
+                for seed in range(spec.seeds):
+                    if (encoder, init, fraction, seed) not in seen:
+                        cells.append(CellResult(encoder, init, fraction, seed, status="failed"))
+    return cells
+
+
+def run_sweep(
+    spec: SweepSpec,
+    settings: Settings,
+    *,
+    resume: str | None = None,
+    parent_run_id: str | None = None,
+) -> SweepResult:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from pipelines.ray_runtime import ensure_ray
+    from pipelines.sweep.encoder_source import resolve_encoder
+    from pipelines.sweep.mlflow_callback import MlflowTrialRuns
+    from selfie_core.config import SelfieConfig
+    from selfie_core.subsets import labeled_subset
+
+    spec.check_paths()
+    data = ShardData.open(spec.data_dir())
+    for split in ("val", "test"):
+        if not data.manifest.counts.get(split):
+            raise SpecError(f"data dir {spec.data!r} has no {split} split: re-ingest with one")
+    spec = spec.model_copy(update={"data": str(data.data_dir.resolve())})
+    resolved = resolve_encoder(spec.encoder, settings) if spec.encoder else None
+    if resolved is not None:
+        model_config = resolved.encoder.config
+        if model_config.image_size != data.manifest.image_size:
+            raise SpecError(
+                f"encoder was pretrained on {model_config.image_size}px images but the data has "
+                f"{data.manifest.image_size}px: use data ingested at the encoder's size"
+            )
+    else:
+        model_config = SelfieConfig(preset=spec.preset, image_size=data.manifest.image_size)
+
+    labels = data.train_labels()
+    subsets = {
+        subset_key(f, s): (labeled_subset(labels, f, s) if f < 1 else None)
+        for f in spec.fractions
+        for s in range(spec.seeds)
+    }
+
+    client = tracking_client(settings)
+    experiment_id = ensure_experiment(client, spec.experiment, settings)
+    if resume:
+        found = find_named_run(client, experiment_id, resume)
+        if found is None:
+            raise SpecError(f"no sweep named {resume!r} in experiment {spec.experiment!r}")
+        name, run_id = resume, found.info.run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        name = spec.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        tags = {}
+        if resolved:
+            tags["selfie.encoder"] = resolved.location
+            if resolved.pretrain_run_id:
+                tags[PRETRAIN_TAG] = resolved.pretrain_run_id
+        run_id = create_named_run(
+            client,
+            experiment_id,
+            name=name,
+            kind="sweep",
+            parent_run_id=parent_run_id,
+            tags=tags,
+            params=spec.model_dump(),
+        )
+
+    ensure_ray(settings)
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            finetune_trial,
+            sweep=spec.model_dump(),
+            subsets=subsets,
+            model_config=model_config.to_dict(),
+            encoder=resolved.encoder if resolved else None,
+        ),
+        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
+    )
+    space, num_samples = _param_space(spec)
+    storage = spec.storage_path or settings.resolved_storage_path
+    experiment_path = f"{storage.rstrip('/')}/{name}"
+    if resume and tune.Tuner.can_restore(experiment_path):
+        tuner = tune.Tuner.restore(
+            experiment_path, trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        scheduler = None
+        if spec.search.asha:
+            scheduler = ASHAScheduler(
+                time_attr="epoch", max_t=spec.epochs, grace_period=max(1, spec.epochs // 4)
+            )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                metric="val_accuracy",
+                mode="max",
+                num_samples=num_samples,
+                scheduler=scheduler,
+                max_concurrent_trials=spec.max_concurrent,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage,
+                callbacks=[MlflowTrialRuns(settings.tracking_uri, experiment_id, run_id)],
+                failure_config=tune.FailureConfig(max_failures=spec.trial_max_failures),
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=1,
+                    checkpoint_score_attribute="val_accuracy",
+                    checkpoint_score_order="max",
+                ),
+                verbose=1,
+            ),
+        )
+    try:
+        results = tuner.fit()
+        cells = select_and_test(results, spec, model_config.to_dict())
+    except Exception:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    out_dir = settings.resolved_workdir / "results" / name
+    markdown = publish_report(client, run_id, cells, spec.seeds, out_dir)
+    failed = sum(1 for r in results if r.error is not None)
+    client.set_tag(run_id, "selfie.failed_trials", str(failed))
+    client.set_terminated(run_id, status="FINISHED")
+    result = SweepResult(
+        run_name=name,
+        mlflow_run_id=run_id,
+        pretrain_run_id=resolved.pretrain_run_id if resolved else None,
+        trials=len(results),
+        failed_trials=failed,
+        table_markdown=markdown,
+        report_dir=str(out_dir),
+        cells=[asdict(c) for c in cells],
+    )
+    (out_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
+    return result

@@ -1,0 +1,78 @@
+"""One MLflow child run per Tune trial, written from the Tune driver: a single writer, so
+SQLite never sees concurrent writers however many trials run at once."""
+
+from __future__ import annotations
+
+import time
+
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+TRIAL_TAG = "selfie.trial_id"
+LOGGED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "best_val_accuracy")
+
+
+class MlflowTrialRuns(tune.Callback):
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.run_ids: dict[str, str] = {}
+        self._client: MlflowClient | None = None
+
+    def __getstate__(self) -> dict:
+        # Tune pickles callbacks into its experiment state (for --resume): leave the client out.
+        state = dict(self.__dict__)
+        state["_client"] = None
+        return state
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def _run_for(self, trial) -> str:
+        if trial.trial_id in self.run_ids:
+            return self.run_ids[trial.trial_id]
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`{TRIAL_TAG}` = '{trial.trial_id}' and "
+                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
+            ),
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            c = trial.config
+            name = f"{c['encoder']}-{c['init']}-{c['fraction']:g}-s{c['seed']}-{trial.trial_id}"
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=name,
+                tags={"mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial.trial_id},
+            )
+            run_id = run.info.run_id
+            params = [Param(k, str(v)) for k, v in sorted(c.items())]
+            self.client.log_batch(run_id, params=params)
+        self.run_ids[trial.trial_id] = run_id
+        return run_id
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._run_for(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        now = int(time.time() * 1000)
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        metrics = [Metric(k, float(result[k]), now, step) for k in LOGGED if k in result]
+        if metrics:
+            self.client.log_batch(self._run_for(trial), metrics=metrics)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.client.set_terminated(self._run_for(trial), status="FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.client.set_terminated(self._run_for(trial), status="FAILED")

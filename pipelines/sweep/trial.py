@@ -1,0 +1,72 @@
+"""The Tune trial: finetune one (encoder, init, fraction, seed, lr, weight decay) and report
+validation accuracy each epoch, checkpointing the best-validation weights."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from pipelines.data.loader import ShardData, read_subset
+from pipelines.specs import SweepSpec
+from pipelines.sweep.finetune import FinetuneConfig, finetune
+from pipelines.training.checkpoint import EncoderFile
+from selfie_core.config import SelfieConfig
+
+BEST_STATE_FILE = "best_model.pt"
+
+
+def subset_key(fraction: float, seed: int) -> str:
+    return f"{fraction:g}/{seed}"
+
+
+def finetune_config(spec: SweepSpec, config: dict) -> FinetuneConfig:
+    return FinetuneConfig(
+        encoder=config["encoder"],
+        init=config["init"],
+        lr=float(config["lr"]),
+        weight_decay=float(config["weight_decay"]),
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        min_steps_per_epoch=spec.min_steps_per_epoch,
+        warmup_epochs=spec.warmup_epochs,
+        seed=int(config["seed"]),
+    )
+
+
+def finetune_trial(
+    config: dict,
+    *,
+    sweep: dict,
+    subsets: dict[str, list[int] | None],
+    model_config: dict,
+    encoder: EncoderFile | None,
+) -> None:
+    from ray import tune
+
+    spec = SweepSpec.model_validate(sweep)
+    torch.set_num_threads(spec.cpus_per_trial)
+    device = torch.device("cuda" if spec.gpus_per_trial and torch.cuda.is_available() else "cpu")
+    data = ShardData.open(spec.data_dir())
+    indices = subsets[subset_key(config["fraction"], config["seed"])]
+    samples = read_subset(data.shards("train"), indices)
+    cfg = finetune_config(spec, config)
+    for result in finetune(
+        cfg, data, samples, SelfieConfig.from_dict(model_config), encoder, device
+    ):
+        metrics = {
+            "epoch": result.epoch,
+            "train_loss": result.train_loss,
+            "train_accuracy": result.train_accuracy,
+            "val_loss": result.val_loss,
+            "val_accuracy": result.val_accuracy,
+            "best_val_accuracy": result.best_val_accuracy,
+            "labeled_samples": len(samples),
+        }
+        if result.improved:
+            with tempfile.TemporaryDirectory() as directory:
+                torch.save(result.best_state, Path(directory) / BEST_STATE_FILE)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        else:
+            tune.report(metrics)
