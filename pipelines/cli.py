@@ -358,6 +358,163 @@ def pipeline(
     typer.echo(f"pipeline run: {result.mlflow_run_id}; report files in {result.report_dir}")
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port."),
+) -> None:
+    """Run the control service (FastAPI under uvicorn; OpenAPI at /docs)."""
+    import uvicorn
+
+    from pipelines.settings import get_settings
+    from services.app import create_app
+
+    settings = get_settings()
+    token = settings.resolved_api_token()
+    if settings.api_token is None:
+        console.print(
+            f"development token (from {settings.resolved_workdir / 'api_token'}): {token}",
+            highlight=False,
+        )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def _client(url: str | None, token: str | None):
+    from pipelines.settings import get_settings
+    from services.client import SelfieClient
+
+    settings = get_settings()
+    return SelfieClient(url or settings.server_url, token or settings.resolved_api_token())
+
+
+URL_OPTION = typer.Option(None, "--url", help="Service URL (env SELFIE_SERVER_URL).")
+TOKEN_OPTION = typer.Option(None, "--token", help="API token (env SELFIE_API_TOKEN).")
+
+
+def _print_job(job, as_json: bool) -> None:
+    if as_json:
+        typer.echo(job.model_dump_json(indent=2))
+        return
+    typer.echo(f"{job.id}  {job.kind:<8} {job.state:<9} {job.name or ''}")
+    if job.message:
+        typer.echo(f"  message: {job.message}")
+    if job.mlflow_run_ids:
+        typer.echo(f"  mlflow runs: {', '.join(job.mlflow_run_ids)}")
+
+
+@app.command()
+def submit(
+    file: Path = typer.Argument(..., help="Job file: {kind, spec, name} or a spec with `kind`."),
+    name: str | None = typer.Option(None, help="Job name."),
+    idempotency_key: str | None = typer.Option(None, help="Repeat-safe key."),
+    follow: bool = typer.Option(False, help="Stream the job's logs until it ends."),
+    url: str | None = URL_OPTION,
+    token: str | None = TOKEN_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the job as JSON."),
+) -> None:
+    """Submit a job to the control service."""
+    from pipelines.specs import load_spec_file
+    from services.client import ServiceError
+
+    data = load_spec_file(file)
+    if "spec" in data:
+        kind, spec, name = data.get("kind"), data["spec"], name or data.get("name")
+    else:
+        kind, spec = data.get("kind"), data
+    if kind not in ("pretrain", "sweep", "pipeline"):
+        raise SpecError(f"{file}: `kind` must be pretrain, sweep or pipeline, got {kind!r}")
+    try:
+        with _client(url, token) as client:
+            job = client.submit(kind, spec, name=name, idempotency_key=idempotency_key)
+            _print_job(job, as_json)
+            if follow:
+                for chunk in client.follow_logs(job.id):
+                    sys.stdout.write(chunk)
+                _print_job(client.wait(job.id, timeout=60), as_json)
+    except ServiceError as exc:
+        raise SpecError(str(exc)) from None
+
+
+@app.command("jobs")
+def list_jobs_cmd(
+    state: str | None = typer.Option(None, help="PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED."),
+    kind: str | None = typer.Option(None, help="pretrain, sweep or pipeline."),
+    limit: int = typer.Option(20, help="Jobs per page."),
+    url: str | None = URL_OPTION,
+    token: str | None = TOKEN_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List jobs, newest first."""
+    from services.client import ServiceError
+
+    try:
+        with _client(url, token) as client:
+            page = client.jobs(state=state, kind=kind, limit=limit)
+    except ServiceError as exc:
+        raise SpecError(str(exc)) from None
+    if as_json:
+        typer.echo(page.model_dump_json(indent=2))
+        return
+    for job in page.items:
+        _print_job(job, as_json=False)
+
+
+@app.command("status")
+def status_cmd(
+    job_id: str = typer.Argument(..., help="Job id."),
+    url: str | None = URL_OPTION,
+    token: str | None = TOKEN_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """One job's state, message, MLflow runs and result."""
+    from services.client import ServiceError
+
+    try:
+        with _client(url, token) as client:
+            _print_job(client.job(job_id), as_json)
+    except ServiceError as exc:
+        raise SpecError(str(exc)) from None
+
+
+@app.command("logs")
+def logs_cmd(
+    job_id: str = typer.Argument(..., help="Job id."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends."),
+    tail: int | None = typer.Option(None, help="Last N lines."),
+    url: str | None = URL_OPTION,
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """A job's output."""
+    from services.client import ServiceError
+
+    try:
+        with _client(url, token) as client:
+            if follow:
+                for chunk in client.follow_logs(job_id):
+                    sys.stdout.write(chunk)
+                    sys.stdout.flush()
+            else:
+                sys.stdout.write(client.logs(job_id, tail=tail))
+    except ServiceError as exc:
+        raise SpecError(str(exc)) from None
+
+
+@app.command("cancel")
+def cancel_cmd(
+    job_id: str = typer.Argument(..., help="Job id."),
+    url: str | None = URL_OPTION,
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """Stop a pending or running job."""
+    from services.client import ServiceError
+
+    try:
+        with _client(url, token) as client:
+            _print_job(client.cancel(job_id), as_json=False)
+    except ServiceError as exc:
+        raise SpecError(str(exc)) from None
+
+
 def main() -> None:
     try:
         app()

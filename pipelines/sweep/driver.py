@@ -99,7 +99,7 @@ def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellRe
             cells.append(CellResult(encoder, init, fraction, seed, status="failed"))
             continue
         best = max(done, key=lambda r: r.metrics.get("best_val_accuracy", -1.0))
-        checkpoint = best.get_best_checkpoint("val_accuracy", "max") or best.checkpoint
+        checkpoint = best.checkpoint
         cell = CellResult(
             encoder, init, fraction, seed, status="ok",
             val_accuracy=float(best.metrics["best_val_accuracy"]),
@@ -229,7 +229,7 @@ def run_sweep(
                 failure_config=tune.FailureConfig(max_failures=spec.trial_max_failures),
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=1,
-                    checkpoint_score_attribute="val_accuracy",
+                    checkpoint_score_attribute="best_val_accuracy",
                     checkpoint_score_order="max",
                 ),
                 verbose=1,

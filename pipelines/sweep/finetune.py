@@ -49,6 +49,7 @@ class EpochResult:
     val_accuracy: float
     improved: bool
     best_val_accuracy: float
+    best_epoch: int
     best_state: dict[str, torch.Tensor]
 
 
@@ -100,7 +101,7 @@ def finetune(
     )  # fmt: skip
     optimizer = build_optimizer(model, optim)
     scheduler = build_scheduler(optimizer, optim, cfg.epochs * steps)
-    best_acc, best_state = -1.0, {}
+    best_acc, best_epoch, best_state = -1.0, 0, {}
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         loss_sum, acc_sum, n = 0.0, 0.0, 0
@@ -112,7 +113,7 @@ def finetune(
         val = evaluate_classifier(model, data.eval_loader("val", 256), device)
         improved = val.accuracy > best_acc
         if improved:
-            best_acc = val.accuracy
+            best_acc, best_epoch = val.accuracy, epoch
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         yield EpochResult(
             epoch=epoch,
@@ -122,6 +123,7 @@ def finetune(
             val_accuracy=val.accuracy,
             improved=improved,
             best_val_accuracy=best_acc,
+            best_epoch=best_epoch,
             best_state=best_state,
         )
 

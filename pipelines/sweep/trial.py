@@ -64,9 +64,13 @@ def finetune_trial(
             "best_val_accuracy": result.best_val_accuracy,
             "labeled_samples": len(samples),
         }
-        if result.improved:
+        # Checkpoint the best-validation weights once, at the end; with ASHA a trial may be
+        # stopped at any epoch, so then at every improvement (Tune snapshots more often).
+        last = result.epoch == spec.epochs
+        if (last and result.best_state) or (spec.search.asha and result.improved):
             with tempfile.TemporaryDirectory() as directory:
                 torch.save(result.best_state, Path(directory) / BEST_STATE_FILE)
+                metrics["checkpoint_epoch"] = result.best_epoch
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
         else:
             tune.report(metrics)

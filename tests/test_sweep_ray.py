@@ -1,0 +1,128 @@
+"""A real sweep on Ray Tune (2 CPUs) with MLflow on SQLite, and the whole pipeline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from pipelines.data.ingest import IngestOptions, ingest
+from pipelines.pipeline_run import run_pipeline
+from pipelines.report.from_run import report_for_run
+from pipelines.settings import Settings
+from pipelines.specs import PipelineSpec, SearchSpec, SpecError, SweepSpec
+from pipelines.sweep.driver import run_sweep
+from pipelines.training.checkpoint import ENCODER_FILE
+from selfie_core import SelfieConfig, SelfieModel
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweep") / "data"
+    ingest(IngestOptions(source="synthetic:300", out=out, shard_max_count=100))
+    return out
+
+
+@pytest.fixture(scope="module")
+def encoder_file(tmp_path_factory) -> Path:
+    config = SelfieConfig()
+    path = tmp_path_factory.mktemp("enc") / ENCODER_FILE
+    torch.save(
+        {"config": config.to_dict(), "state_dict": SelfieModel(config).state_dict(),
+         "manifest_digest": "test", "step": 1},
+        path,
+    )  # fmt: skip
+    return path
+
+
+def _sweep(data_dir: Path, encoder: Path, **kw) -> SweepSpec:
+    base = dict(
+        data=str(data_dir), encoder=str(encoder), encoders=["resnet50"], fractions=[0.2, 1.0],
+        seeds=2, epochs=2, min_steps_per_epoch=3, search=SearchSpec(lr=[1e-2]),
+    )  # fmt: skip
+    base.update(kw)
+    return SweepSpec(**base)
+
+
+def test_sweep_runs_every_cell_and_reports(data_dir, encoder_file, tmp_path, ray_session) -> None:
+    settings = Settings(workdir=tmp_path)
+    result = run_sweep(_sweep(data_dir, encoder_file), settings)
+    assert result.trials == 8 and result.failed_trials == 0
+    cells = result.cells
+    assert len(cells) == 8 and all(c["status"] == "ok" for c in cells)
+    assert all(0 <= c["test_accuracy"] <= 1 for c in cells)
+    assert "| resnet50 | 20% |" in result.table_markdown
+    client = MlflowClient(settings.tracking_uri)
+    parent = client.get_run(result.mlflow_run_id)
+    assert parent.data.params["seeds"] == "2"
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{result.mlflow_run_id}'",
+    )
+    assert len(children) == 8
+    history = client.get_metric_history(children[0].info.run_id, "val_accuracy")
+    assert [m.step for m in history] == [1, 2]
+    assert {a.path for a in client.list_artifacts(result.mlflow_run_id, "report")} >= {
+        "report/table.md", "report/accuracy_gain.png", "report/results.json",
+    }  # fmt: skip
+    markdown, out_dir = report_for_run(result.mlflow_run_id, settings)
+    assert markdown == result.table_markdown and (out_dir / "table.csv").is_file()
+
+
+def test_bad_encoder_and_report_inputs(data_dir, tmp_path, ray_session) -> None:
+    settings = Settings(workdir=tmp_path)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match=r"broken\.pt.*truncated or corrupt"):
+        run_sweep(_sweep(data_dir, broken), settings)
+    with pytest.raises(SpecError, match="neither a file"):
+        run_sweep(_sweep(data_dir, Path("0123456789abcdef")), settings)
+    with pytest.raises(SpecError, match="no MLflow run"):
+        report_for_run("0123456789abcdef", settings)
+
+
+def test_pipeline_nests_runs_and_links_lineage(data_dir, tmp_path, ray_session) -> None:
+    settings = Settings(workdir=tmp_path)
+    spec = PipelineSpec(
+        data=str(tmp_path / "digits"),
+        source="synthetic:200",
+        pretrain={"max_steps": 6, "batch_size": 16, "checkpoint_every": 3, "loader_workers": 0},
+        sweep={
+            "encoders": ["hybrid"], "fractions": [0.5], "seeds": 1, "epochs": 1,
+            "min_steps_per_epoch": 2, "search": {"lr": [1e-2]},
+        },
+    )  # fmt: skip
+    result = run_pipeline(spec, settings)
+    client = MlflowClient(settings.tracking_uri)
+    pipeline_run = client.get_run(result.mlflow_run_id)
+    assert pipeline_run.info.status == "FINISHED"
+    pre = client.get_run(result.pretrain_run_id)
+    sweep = client.get_run(result.sweep_run_id)
+    assert pre.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
+    assert sweep.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
+    assert sweep.data.tags["selfie.pretrain_run_id"] == result.pretrain_run_id
+    assert "| hybrid | 50% |" in result.table_markdown
+    markdown, _ = report_for_run(result.mlflow_run_id, settings)
+    assert markdown == result.table_markdown
+
+
+def test_cli_sweep_errors_are_one_sentence(data_dir) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "sweep", "--data", str(data_dir),
+         "--fractions", "0.1,1.5", "--inits", "scratch"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "labeled fractions must lie in (0, 1]" in run.stderr
+    assert "Traceback" not in run.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "sweep", "--data", str(data_dir)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 2 and "needs an encoder" in run.stderr
