@@ -22,12 +22,13 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(
+        context = ray.init(
             num_cpus=2,
             object_store_memory=256 * 1024 * 1024,
             include_dashboard=True,  # Train V2 and the state API talk to it
             dashboard_host="127.0.0.1",
             log_to_driver=True,
         )
+        os.environ["SELFIE_TEST_RAY_DASHBOARD"] = f"http://{context.dashboard_url}"
     yield ray
     ray.shutdown()

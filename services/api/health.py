@@ -1,0 +1,46 @@
+"""/healthz (no auth) and /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from services.deps import StateDep
+from services.job_models import JobState
+from services.job_store import count_by_state, session_scope
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz(state: StateDep) -> JSONResponse:
+    """Reachability of Ray, MLflow and the job store; 503 when any is down."""
+    checks: dict[str, str] = {}
+    checks["ray"] = "ok" if state.ray.reachable() else f"unreachable at {state.ray.url}"
+    try:
+        state.mlflow.search_experiments(max_results=1)
+        checks["mlflow"] = "ok"
+    except Exception as exc:
+        checks["mlflow"] = f"unreachable ({type(exc).__name__})"
+    try:
+        with session_scope(state.sessions) as session:
+            session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable ({type(exc).__name__})"
+    healthy = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ok" if healthy else "degraded", **checks}, 200 if healthy else 503
+    )
+
+
+@router.get("/metrics")
+def metrics(state: StateDep, response: Response) -> Response:
+    registry = state.metrics
+    with session_scope(state.sessions) as session:
+        counts = count_by_state(session=session)
+    for job_state in JobState:
+        registry.jobs.labels(job_state.value).set(counts.get(job_state.value, 0))
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,195 @@
+"""/v1/jobs: submit typed specs, list, inspect, follow logs, cancel, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy.exc import IntegrityError
+
+from services.deps import AuthDep, SessionDep, StateDep
+from services.job_models import (
+    JobCreate,
+    JobKind,
+    JobList,
+    JobPublic,
+    JobRecord,
+    JobState,
+    utcnow,
+)
+from services.job_store import (
+    create_job,
+    delete_job,
+    get_by_idempotency_key,
+    get_job,
+    list_jobs,
+    session_scope,
+    set_state,
+)
+from services.ray_backend import RayUnavailable
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[AuthDep])
+
+
+def _data_paths(job: JobCreate) -> list[tuple[str, str]]:
+    paths = [("spec.data", job.spec.data)]
+    encoder = getattr(job.spec, "encoder", None)
+    if encoder and ("/" in encoder or encoder.endswith(".pt")):
+        paths.append(("spec.encoder", encoder))
+    return paths
+
+
+def _check_roots(job: JobCreate, roots: list[Path]) -> None:
+    for field, value in _data_paths(job):
+        resolved = Path(value).expanduser().resolve()
+        if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"{field}: {value!r} lies outside the allowed data roots "
+                f"({', '.join(map(str, roots))}); move the data there or set SELFIE_DATA_ROOTS",
+            )
+
+
+def _found(session, job_id: str) -> JobRecord:
+    record = get_job(session=session, job_id=job_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
+    return record
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic)
+def submit_job(
+    job: Annotated[JobCreate, Body()],
+    state: StateDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobPublic:
+    """Validate a spec, record the job, and hand it to Ray Jobs. A repeated
+    `Idempotency-Key` returns the first job (200) instead of starting a second one.
+
+    The record is committed before Ray sees the job, so an accepted job is never lost."""
+
+    def existing() -> JobPublic | None:
+        if not idempotency_key:
+            return None
+        with session_scope(state.sessions) as session:
+            found = get_by_idempotency_key(session=session, key=idempotency_key)
+            return JobPublic.from_record(found) if found else None
+
+    if (first := existing()) is not None:
+        response.status_code = status.HTTP_200_OK
+        return first
+    _check_roots(job, state.settings.resolved_data_roots)
+    if not state.ray.reachable():
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"Ray at {state.ray.url} is unreachable: no job was created; retry when it is back",
+        )
+    spec = job.spec.model_dump(mode="json")
+    try:
+        with session_scope(state.sessions) as session:
+            record = create_job(
+                session=session,
+                kind=job.kind,
+                name=job.name,
+                spec=spec,
+                idempotency_key=idempotency_key,
+            )
+            public = JobPublic.from_record(record)
+    except IntegrityError:
+        if (first := existing()) is None:
+            raise
+        response.status_code = status.HTTP_200_OK
+        return first
+    try:
+        state.ray.submit(submission_id=public.submission_id, kind=job.kind, spec=spec)
+    except RayUnavailable as exc:
+        with session_scope(state.sessions) as session:
+            delete_job(session=session, job_id=public.id)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"{exc}: no job was created; retry later"
+        ) from None
+    with session_scope(state.sessions) as session:
+        record = get_job(session=session, job_id=public.id)
+        record.submitted_at = utcnow()
+        return JobPublic.from_record(record)
+
+
+@router.get("", response_model=JobList)
+def list_all(
+    session: SessionDep,
+    state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
+    kind: Annotated[JobKind | None, Query()] = None,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> JobList:
+    """Newest first, with cursor pagination."""
+    try:
+        rows, next_cursor = list_jobs(
+            session=session,
+            state=state.value if state else None,
+            kind=kind,
+            name=name,
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"cursor: {exc}") from None
+    return JobList(items=[JobPublic.from_record(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_one(job_id: str, session: SessionDep) -> JobPublic:
+    return JobPublic.from_record(_found(session, job_id))
+
+
+@router.get("/{job_id}/logs", response_class=PlainTextResponse)
+def logs(
+    job_id: str,
+    state: StateDep,
+    session: SessionDep,
+    follow: bool = False,
+    tail: Annotated[int | None, Query(ge=1, le=100_000, description="Last N lines.")] = None,
+):
+    """The job's output; `follow=true` streams it until the job ends."""
+    record = _found(session, job_id)
+    if follow:
+        return StreamingResponse(
+            state.ray.follow_logs(record.submission_id), media_type="text/plain"
+        )
+    try:
+        text = state.ray.logs(record.submission_id)
+    except RayUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    if tail:
+        text = "\n".join(text.splitlines()[-tail:]) + "\n"
+    return PlainTextResponse(text)
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel(job_id: str, state: StateDep, session: SessionDep) -> JobPublic:
+    """Stop a pending or running job (a finished job is returned unchanged)."""
+    record = _found(session, job_id)
+    if JobState(record.state).finished:
+        return JobPublic.from_record(record)
+    try:
+        state.ray.stop(record.submission_id)
+    except RayUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    set_state(record, JobState.STOPPED, message="cancelled by request")
+    return JobPublic.from_record(record)
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete(job_id: str, session: SessionDep) -> Response:
+    """Forget a finished job (its MLflow runs stay)."""
+    record = _found(session, job_id)
+    if not JobState(record.state).finished:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"job {job_id!r} is {record.state}: cancel it first"
+        )
+    session.delete(record)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

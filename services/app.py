@@ -1,0 +1,120 @@
+"""The FastAPI app: `create_app(settings)` builds it; `selfie serve` runs it under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.base import BaseHTTPMiddleware
+
+from pipelines.settings import Settings, get_settings
+from pipelines.tracking import tracking_client
+from services.api import health, history, jobs
+from services.deps import ServiceState
+from services.job_store import make_engine, session_factory
+from services.metrics import MetricsMiddleware, ServiceMetrics
+from services.ray_backend import RayJobs, start_local_head
+from services.reconciler import reconcile_forever
+
+log = logging.getLogger(__name__)
+
+
+class BodyLimit(BaseHTTPMiddleware):
+    """Refuse bodies over the limit before reading them (413, JSON)."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        super().__init__(app)
+        self.max_bytes = max_bytes
+
+    async def dispatch(self, request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return JSONResponse(
+                {"detail": f"request body over the {self.max_bytes}-byte limit"},
+                status.HTTP_413_CONTENT_TOO_LARGE,
+            )
+        return await call_next(request)
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        out.append({"field": ".".join(loc) or "body", "message": msg})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _field_errors(exc)
+        first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+        return JSONResponse(
+            jsonable_encoder({"detail": f"{first['field']}: {first['message']}", "errors": errors}),
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            {"detail": f"internal error ({type(exc).__name__}); see the service log"},
+            status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+
+def build_state(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
+    dashboard = settings.ray_dashboard_url or start_local_head(settings)
+    engine = make_engine(settings.resolved_database_url)
+    return ServiceState(
+        settings=settings,
+        sessions=session_factory(engine),
+        ray=RayJobs(settings, dashboard),
+        mlflow=tracking_client(settings),
+        token=settings.resolved_api_token(),
+        metrics=metrics,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = ServiceMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await asyncio.to_thread(build_state, settings, metrics)
+        app.state.service = state
+        task = asyncio.create_task(
+            reconcile_forever(state.sessions, state.ray, settings.reconcile_seconds)
+        )
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app = FastAPI(
+        title="Selfie pipelines control service",
+        version="0.1.0",
+        description="Submit typed Selfie jobs to Ray, follow them, and browse MLflow history.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(history.experiments)
+    app.include_router(history.runs)
+    return app

@@ -1,0 +1,63 @@
+"""Request dependencies, as `Annotated` aliases so routes read like prose."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from mlflow.tracking import MlflowClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipelines.settings import Settings
+from services.metrics import ServiceMetrics
+from services.ray_backend import RayJobs
+
+
+@dataclass
+class ServiceState:
+    """What the app holds for its lifetime (built in the lifespan, read by dependencies)."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    ray: RayJobs
+    mlflow: MlflowClient
+    token: str
+    metrics: ServiceMetrics
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    with state.sessions() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_token(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer token: send `Authorization: Bearer <token>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(credentials.credentials.encode(), state.token.encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the bearer token is not valid")
+
+
+AuthDep = Depends(require_token)

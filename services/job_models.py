@@ -1,0 +1,126 @@
+"""Jobs in three layers: the request (`JobCreate`), the table (`JobRecord`), the response
+(`JobPublic`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import JSON, DateTime, Index, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pipelines.specs import PipelineSpec, PretrainSpec, SweepSpec
+
+JobKind = Literal["pretrain", "sweep", "pipeline"]
+SPEC_MODELS: dict[str, type[BaseModel]] = {
+    "pretrain": PretrainSpec,
+    "sweep": SweepSpec,
+    "pipeline": PipelineSpec,
+}
+
+
+class JobState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobRecord(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    name: Mapped[str | None] = mapped_column(String(200), index=True)
+    spec: Mapped[dict] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    message: Mapped[str | None] = mapped_column(Text)
+    submission_id: Mapped[str] = mapped_column(String(64), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_jobs_created", "created_at", "id"),)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class PretrainJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["pretrain"]
+    spec: PretrainSpec
+    name: str | None = Field(default=None, max_length=200)
+
+
+class SweepJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["sweep"]
+    spec: SweepSpec
+    name: str | None = Field(default=None, max_length=200)
+
+
+class PipelineJobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["pipeline"]
+    spec: PipelineSpec
+    name: str | None = Field(default=None, max_length=200)
+
+
+JobCreate = Annotated[
+    PretrainJobCreate | SweepJobCreate | PipelineJobCreate, Field(discriminator="kind")
+]
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    kind: JobKind
+    name: str | None
+    state: JobState
+    message: str | None
+    spec: dict[str, Any]
+    submission_id: str
+    mlflow_run_ids: list[str] = []
+    result: dict[str, Any] | None
+    created_at: datetime
+    submitted_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> JobPublic:
+        public = cls.model_validate(record)
+        result = record.result or {}
+        public.mlflow_run_ids = [
+            str(result[k])
+            for k in ("mlflow_run_id", "pretrain_run_id", "sweep_run_id")
+            if result.get(k)
+        ]
+        return public
+
+
+class JobList(BaseModel):
+    items: list[JobPublic]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page.")

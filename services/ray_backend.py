@@ -1,0 +1,184 @@
+"""Ray's own job system underneath the service.
+
+The service builds every entrypoint itself (`<python> -m pipelines.job_entry`) and passes
+the validated spec in the job's environment: a caller's text never reaches a shell. With no
+`SELFIE_RAY_DASHBOARD_URL`, a local Ray head is started as its own daemon (`ray start
+--head`), so jobs outlive a restart of the service and the service finds them again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from pipelines.job_entry import KIND_ENV, RESULT_MARKER, SPEC_ENV
+from pipelines.settings import Settings
+from services.job_models import JobState
+
+log = logging.getLogger(__name__)
+
+LOCAL_DASHBOARD_PORT = 8265
+
+
+class RayUnavailable(RuntimeError):
+    """Ray's job endpoint cannot be reached."""
+
+
+@dataclass
+class RayJobStatus:
+    state: JobState | None  # None: Ray has no record of the job
+    message: str | None
+
+
+_RAY_STATES = {
+    "PENDING": JobState.PENDING,
+    "RUNNING": JobState.RUNNING,
+    "SUCCEEDED": JobState.SUCCEEDED,
+    "FAILED": JobState.FAILED,
+    "STOPPED": JobState.STOPPED,
+}
+
+
+def _dashboard_alive(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/version", timeout=2.0).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def start_local_head(settings: Settings) -> str:
+    """A local Ray head with its dashboard on 127.0.0.1, reused if one is already up."""
+    url = f"http://127.0.0.1:{LOCAL_DASHBOARD_PORT}"
+    if _dashboard_alive(url):
+        return url
+    ray_bin = Path(sys.executable).with_name("ray")
+    cmd = [
+        str(ray_bin), "start", "--head", "--dashboard-host", "127.0.0.1",
+        "--dashboard-port", str(LOCAL_DASHBOARD_PORT), "--num-cpus", str(os.cpu_count() or 1),
+        "--object-store-memory", str(settings.ray_object_store_mb * 1024 * 1024),
+        "--disable-usage-stats",
+    ]  # fmt: skip
+    log.info("starting a local Ray head: %s", " ".join(cmd))
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if _dashboard_alive(url):
+            return url
+        time.sleep(0.5)
+    raise RayUnavailable(f"started a local Ray head but its dashboard at {url} never answered")
+
+
+class RayJobs:
+    """Thin, typed wrapper over `JobSubmissionClient`, with Ray's errors made ours."""
+
+    def __init__(self, settings: Settings, dashboard_url: str) -> None:
+        self.settings = settings
+        self.url = dashboard_url
+        self._client = None
+
+    def _jobs(self):
+        from ray.job_submission import JobSubmissionClient
+
+        if self._client is None:
+            try:
+                self._client = JobSubmissionClient(self.url)
+            except Exception as exc:  # Ray raises plain ConnectionError/RuntimeError here
+                raise RayUnavailable(f"Ray at {self.url} is unreachable ({exc})") from None
+        return self._client
+
+    def reachable(self) -> bool:
+        return _dashboard_alive(self.url)
+
+    def submit(self, *, submission_id: str, kind: str, spec: dict) -> None:
+        env = {
+            KIND_ENV: kind,
+            SPEC_ENV: json.dumps(spec),
+            "SELFIE_WORKDIR": str(self.settings.resolved_workdir),
+            "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
+            "PYTHONUNBUFFERED": "1",
+        }
+        if self.settings.storage_path:
+            env["SELFIE_STORAGE_PATH"] = self.settings.storage_path
+        python = self.settings.job_python or sys.executable
+        try:
+            self._jobs().submit_job(
+                entrypoint=f"{python} -m pipelines.job_entry",
+                submission_id=submission_id,
+                runtime_env={"env_vars": env},
+                metadata={"selfie_kind": kind},
+            )
+        except RayUnavailable:
+            raise
+        except Exception as exc:
+            self._client = None
+            raise RayUnavailable(f"Ray at {self.url} refused the job ({exc})") from None
+
+    def status(self, submission_id: str) -> RayJobStatus:
+        try:
+            info = self._jobs().get_job_info(submission_id)
+        except RayUnavailable:
+            raise
+        except RuntimeError as exc:
+            if "does not exist" in str(exc) or "404" in str(exc):
+                log.warning("Ray has no job %s: %s", submission_id, exc)
+                return RayJobStatus(state=None, message=None)
+            self._client = None
+            raise RayUnavailable(f"Ray at {self.url} did not answer ({exc})") from None
+        except Exception as exc:
+            self._client = None
+            raise RayUnavailable(f"Ray at {self.url} did not answer ({exc})") from None
+        raw = getattr(info.status, "value", info.status)  # JobStatus is a str Enum
+        state = _RAY_STATES.get(str(raw))
+        if state is None:
+            raise RayUnavailable(f"Ray reported an unknown job status {raw!r}")
+        return RayJobStatus(state=state, message=info.message)
+
+    def logs(self, submission_id: str) -> str:
+        try:
+            return self._jobs().get_job_logs(submission_id)
+        except RayUnavailable:
+            raise
+        except Exception as exc:
+            self._client = None
+            raise RayUnavailable(f"Ray has no logs for this job now ({exc})") from None
+
+    async def follow_logs(self, submission_id: str) -> AsyncIterator[str]:
+        async for chunk in self._jobs().tail_job_logs(submission_id):
+            yield chunk
+
+    def stop(self, submission_id: str) -> None:
+        try:
+            self._jobs().stop_job(submission_id)
+        except RayUnavailable:
+            raise
+        except Exception as exc:
+            self._client = None
+            raise RayUnavailable(f"Ray could not stop the job ({exc})") from None
+
+
+def parse_result(logs: str) -> dict | None:
+    """The job's result: the JSON after the last `SELFIE_RESULT ` line it printed."""
+    for line in reversed(logs.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            try:
+                return json.loads(line[len(RESULT_MARKER) :])
+            except json.JSONDecodeError:
+                return None
+    return None
+
+
+def last_error_line(logs: str) -> str | None:
+    for line in reversed(logs.splitlines()):
+        text = line.strip()
+        if text.startswith("error:") or "Error" in text:
+            return text[:500]
+    return None

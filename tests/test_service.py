@@ -1,0 +1,199 @@
+"""The control service over real HTTP: uvicorn on 127.0.0.1, real Ray Jobs, real MLflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipelines.data.ingest import IngestOptions, ingest
+from tests.service_process import TOKEN, ServiceProcess
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, ray_session):
+    root = tmp_path_factory.mktemp("svc")
+    ingest(IngestOptions(source="synthetic:200", out=root / "data", shard_max_count=100))
+    proc = ServiceProcess(root / "work", os.environ["SELFIE_TEST_RAY_DASHBOARD"], root).start()
+    proc.data_dir = root / "data"
+    yield proc
+    proc.kill()
+
+
+def _pretrain_body(data_dir: Path, **spec) -> dict:
+    base = {"data": str(data_dir), "workers": 1, "cpus_per_worker": 1, "batch_size": 16,
+            "max_steps": 6, "checkpoint_every": 3, "loader_workers": 0}  # fmt: skip
+    base.update(spec)
+    return {"kind": "pretrain", "spec": base, "name": "tiny"}
+
+
+def _wait(client: httpx.Client, job_id: str, states: set[str], timeout: float = 240) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} never reached {states}: {job}")
+
+
+def test_auth_and_health(service) -> None:
+    assert httpx.get(f"{service.url}/v1/jobs").status_code == 401
+    wrong = httpx.get(f"{service.url}/v1/jobs", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and "not valid" in wrong.json()["detail"]
+    health = httpx.get(f"{service.url}/healthz")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "ray": "ok", "mlflow": "ok", "database": "ok"}
+    assert httpx.get(f"{service.url}/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"kind": "train", "spec": {}}, "kind"),
+        ({"kind": "pretrain", "spec": {"data": "x", "preset": "huge"}}, "unknown preset"),
+        ({"kind": "pretrain", "spec": {"data": "x", "mask_fraction": 2}}, "mask_fraction"),
+        ({"kind": "pretrain", "spec": {"data": "x", "workers": -1}}, "workers"),
+        ({"kind": "pretrain", "spec": {"data": "x", "batch_size": "many"}}, "batch_size"),
+        (
+            {"kind": "sweep", "spec": {"data": "x", "fractions": [0.1, 1.5], "inits": ["scratch"]}},
+            "fractions",
+        ),
+        ({"kind": "pretrain", "spec": {"data": "/etc"}}, "outside the allowed data roots"),
+        ({"kind": "pretrain", "spec": {"data": "../../etc"}}, "outside the allowed data roots"),
+    ],
+)
+def test_bad_specs_are_4xx_naming_the_field(service, body: dict, needle: str) -> None:
+    with service.client() as client:
+        response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 422, response.text
+    assert needle in response.json()["detail"]
+
+
+def test_malformed_oversized_and_unknown(service) -> None:
+    with service.client() as client:
+        bad_json = client.post(
+            "/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert bad_json.status_code == 422 and "detail" in bad_json.json()
+        huge = client.post("/v1/jobs", content=b"x" * 70_000)
+        assert huge.status_code == 413 and "limit" in huge.json()["detail"]
+        missing = client.get("/v1/jobs/nosuchjob")
+        assert missing.status_code == 404 and "nosuchjob" in missing.json()["detail"]
+        assert client.get("/v1/jobs", params={"cursor": "garbage"}).status_code == 422
+        assert client.get("/v1/runs/nosuchrun").status_code == 404
+
+
+def test_pretrain_job_succeeds_and_its_run_is_browsable(service) -> None:
+    with service.client() as client:
+        created = client.post("/v1/jobs", json=_pretrain_body(service.data_dir))
+        assert created.status_code == 201, created.text
+        job = created.json()
+        assert job["state"] == "PENDING" and job["submission_id"].startswith("selfie-")
+        follow = {"follow": "true"}
+        with client.stream("GET", f"/v1/jobs/{job['id']}/logs", params=follow, timeout=None) as s:
+            streamed = "".join(s.iter_text())
+        assert "SELFIE_RESULT" in streamed
+        done = _wait(client, job["id"], {"SUCCEEDED", "FAILED"})
+        assert done["state"] == "SUCCEEDED", (done, streamed[-3000:])
+        run_id = done["result"]["mlflow_run_id"]
+        assert done["mlflow_run_ids"] == [run_id]
+        run = client.get(f"/v1/runs/{run_id}").json()
+        assert run["params"]["max_steps"] == "6" and run["status"] == "FINISHED"
+        assert run["inputs"][0]["digest"]
+        history = client.get(f"/v1/runs/{run_id}/metrics/loss").json()["history"]
+        assert history and history[-1]["step"] == 6
+        arts = client.get(f"/v1/runs/{run_id}/artifacts", params={"path": "encoder"}).json()
+        assert [f["path"] for f in arts["files"]] == ["encoder/encoder.pt"]
+        blob = client.get(
+            f"/v1/runs/{run_id}/artifacts/download", params={"path": "encoder/encoder.pt"}
+        )
+        assert blob.status_code == 200 and len(blob.content) > 10_000
+        found = client.get("/v1/runs", params={"filter": "params.max_steps = '6'"}).json()
+        assert run_id in [r["run_id"] for r in found["items"]]
+        exps = client.get("/v1/experiments").json()["items"]
+        assert "selfie-pretrain" in [e["name"] for e in exps]
+        listed = client.get("/v1/jobs", params={"state": "SUCCEEDED", "kind": "pretrain"}).json()
+        assert job["id"] in [j["id"] for j in listed["items"]]
+        assert "SELFIE_RESULT" in client.get(f"/v1/jobs/{job['id']}/logs").text
+        metrics = client.get("/metrics").text
+        assert 'selfie_jobs{state="SUCCEEDED"}' in metrics
+        assert "selfie_http_request_seconds_bucket" in metrics
+        assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
+        assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
+
+
+def test_idempotency_key_gives_one_job_even_concurrently(service) -> None:
+    body = _pretrain_body(service.data_dir, max_steps=2)
+    answers: list[httpx.Response] = []
+
+    def post() -> None:
+        with service.client() as client:
+            answers.append(client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k-1"}))
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = {a.json()["id"] for a in answers}
+    assert len(ids) == 1, [a.text for a in answers]
+    assert sorted(a.status_code for a in answers).count(201) == 1
+    with service.client() as client:
+        _wait(client, ids.pop(), {"SUCCEEDED", "FAILED"})
+
+
+def test_cancel_stops_a_running_job(service) -> None:
+    with service.client() as client:
+        job = client.post("/v1/jobs", json=_pretrain_body(service.data_dir, max_steps=5000)).json()
+        _wait(client, job["id"], {"RUNNING"})
+        cancelled = client.post(f"/v1/jobs/{job['id']}/cancel").json()
+        assert cancelled["state"] == "STOPPED"
+        time.sleep(2)  # the reconciler must not resurrect it
+        assert client.get(f"/v1/jobs/{job['id']}").json()["state"] == "STOPPED"
+        conflict = client.delete(f"/v1/jobs/{job['id']}")
+        assert conflict.status_code == 204
+
+
+def test_killed_service_restarts_with_every_job(service) -> None:
+    with service.client() as client:
+        job = client.post("/v1/jobs", json=_pretrain_body(service.data_dir, max_steps=40)).json()
+        _wait(client, job["id"], {"RUNNING"})
+        before = {j["id"]: j["state"] for j in client.get("/v1/jobs").json()["items"]}
+    service.kill()
+    service.start()
+    with service.client() as client:
+        after = {j["id"]: j["state"] for j in client.get("/v1/jobs").json()["items"]}
+        assert set(before) <= set(after), "no job may be lost"
+        done = _wait(client, job["id"], {"SUCCEEDED", "FAILED"})
+        assert done["state"] == "SUCCEEDED", done
+        same = client.get("/v1/jobs", params={"name": "tiny"}).json()["items"]
+        assert sum(1 for j in same if j["id"] == job["id"]) == 1
+
+
+def test_client_verbs(service) -> None:
+    env = {**os.environ, "SELFIE_SERVER_URL": service.url, "SELFIE_API_TOKEN": TOKEN}
+    run = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "jobs", "--json"], env=env,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "status", "nosuchjob"], env=env,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "no job 'nosuchjob'" in bad.stderr
+
+
+def test_service_never_imports_torch() -> None:
+    code = "import sys, services.app, services.client; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
