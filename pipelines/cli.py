@@ -213,33 +213,14 @@ def pretrain(
 def demo(
     workdir: Path = typer.Option(Path("work/demo"), help="Where data, runs and MLflow land."),
     config: Path = typer.Option(Path("configs/demo.yaml"), help="The demo's PipelineSpec."),
+    port: int = typer.Option(8000, help="Port for the control service the demo starts."),
 ) -> None:
-    """The main job on the shipped MNIST digits: ingest, Selfie pretraining on Ray Train,
-    the labeled-fraction sweep on Ray Tune, and the paper-style table, all in MLflow."""
-    import time
+    """The main job, as a user runs it: start the control service, submit the demo pipeline
+    (ingest the shipped digits, pretrain, sweep, report) over REST, follow its logs, print
+    the paper-style table, stop the service."""
+    from pipelines.demo_run import run_demo
 
-    from pipelines.pipeline_run import run_pipeline
-    from pipelines.settings import Settings
-    from pipelines.specs import PipelineSpec, build_spec
-
-    settings = Settings(workdir=workdir)
-    fields = _spec_data(config, {"data": str(settings.resolved_workdir / "data")})
-    spec = build_spec(PipelineSpec, fields)
-    console.print(
-        f"[bold]demo:[/] ingest {spec.source} -> pretrain (tiny) -> sweep -> report; "
-        f"work dir {settings.resolved_workdir}",
-        highlight=False,
-    )
-    start = time.perf_counter()
-    result = run_pipeline(spec, settings)
-    minutes = (time.perf_counter() - start) / 60
-    typer.echo("\n" + result.table_markdown)
-    typer.echo(
-        f"pipeline run {result.mlflow_run_id} finished in {minutes:.1f} min; report files and "
-        f"plot in {result.report_dir}\n"
-        "Open the runs in the MLflow UI:\n"
-        f"  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000"
-    )
+    run_demo(workdir, config, port, console)
 
 
 def _floats(text: str | None) -> list[float] | None:
