@@ -1,7 +1,7 @@
 """`selfie demo` / `make demo`: the main job driven through the control service, as a user
 would: `selfie serve` with the embedded defaults, the demo pipeline submitted over REST with
-the client, its logs followed, the table printed, the service (and a Ray head it had to
-start) stopped at the end."""
+the client, its logs followed, the table printed, the service stopped at the end (the Ray
+head it started stays up for the next job: `ray stop` would end every Ray on the machine)."""
 
 from __future__ import annotations
 
@@ -32,16 +32,6 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     raise SpecError(f"the service did not become healthy in {timeout:.0f}s; see {log}")
 
 
-def _ray_head_running() -> bool:
-    from services.ray_backend import LOCAL_DASHBOARD_PORT
-
-    try:
-        httpx.get(f"http://127.0.0.1:{LOCAL_DASHBOARD_PORT}/api/version", timeout=2)
-        return True
-    except httpx.HTTPError:
-        return False
-
-
 def run_demo(workdir: Path, config: Path, port: int, console: Console) -> None:
     from services.client import SelfieClient, ServiceError
 
@@ -54,7 +44,6 @@ def run_demo(workdir: Path, config: Path, port: int, console: Console) -> None:
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "SELFIE_WORKDIR": str(root)}
     env.pop("SELFIE_RAY_DASHBOARD_URL", None)
-    had_ray = _ray_head_running()
     log = root / "service.log"
     console.print(f"[bold]1/4[/] starting the control service on {url} (log: {log})")
     with open(log, "a") as out:
@@ -95,6 +84,6 @@ def run_demo(workdir: Path, config: Path, port: int, console: Console) -> None:
             service.wait(timeout=30)
         except subprocess.TimeoutExpired:
             service.kill()
-        if not had_ray:
-            ray_bin = Path(sys.executable).with_name("ray")
-            subprocess.run([str(ray_bin), "stop"], capture_output=True, timeout=120)
+        console.print(
+            "The local Ray head keeps running for the next job; stop it with `.venv/bin/ray stop`."
+        )

@@ -48,6 +48,16 @@ _RAY_STATES = {
 }
 
 
+def use_ray_token_auth() -> None:
+    """Ray 2.60 clusters require a bearer token; drivers that call `ray.init` switch the
+    client side on themselves, a plain `JobSubmissionClient` does not. Switch it on when a
+    token is at hand (RAY_AUTH_TOKEN, or the file `ray start` writes) and nobody chose."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def _dashboard_alive(url: str) -> bool:
     try:
         return httpx.get(f"{url}/api/version", timeout=2.0).status_code < 500
@@ -86,6 +96,7 @@ class RayJobs:
         self._client = None
 
     def _jobs(self):
+        use_ray_token_auth()  # before Ray is imported: it reads the auth mode then
         from ray.job_submission import JobSubmissionClient
 
         if self._client is None:
