@@ -395,7 +395,6 @@ def submit(
 ) -> None:
     """Submit a job to the control service."""
     from pipelines.specs import load_spec_file
-    from services.client import ServiceError
 
     data = load_spec_file(file)
     if "spec" in data:
@@ -404,16 +403,13 @@ def submit(
         kind, spec = data.get("kind"), data
     if kind not in ("pretrain", "sweep", "pipeline"):
         raise SpecError(f"{file}: `kind` must be pretrain, sweep or pipeline, got {kind!r}")
-    try:
-        with _client(url, token) as client:
-            job = client.submit(kind, spec, name=name, idempotency_key=idempotency_key)
-            _print_job(job, as_json)
-            if follow:
-                for chunk in client.follow_logs(job.id):
-                    sys.stdout.write(chunk)
-                _print_job(client.wait(job.id, timeout=60), as_json)
-    except ServiceError as exc:
-        raise SpecError(str(exc)) from None
+    with _client(url, token) as client:
+        job = client.submit(kind, spec, name=name, idempotency_key=idempotency_key)
+        _print_job(job, as_json)
+        if follow:
+            for chunk in client.follow_logs(job.id):
+                sys.stdout.write(chunk)
+            _print_job(client.wait(job.id, timeout=60), as_json)
 
 
 @app.command("jobs")
@@ -426,13 +422,8 @@ def list_jobs_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List jobs, newest first."""
-    from services.client import ServiceError
-
-    try:
-        with _client(url, token) as client:
-            page = client.jobs(state=state, kind=kind, limit=limit)
-    except ServiceError as exc:
-        raise SpecError(str(exc)) from None
+    with _client(url, token) as client:
+        page = client.jobs(state=state, kind=kind, limit=limit)
     if as_json:
         typer.echo(page.model_dump_json(indent=2))
         return
@@ -448,13 +439,8 @@ def status_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """One job's state, message, MLflow runs and result."""
-    from services.client import ServiceError
-
-    try:
-        with _client(url, token) as client:
-            _print_job(client.job(job_id), as_json)
-    except ServiceError as exc:
-        raise SpecError(str(exc)) from None
+    with _client(url, token) as client:
+        _print_job(client.job(job_id), as_json)
 
 
 @app.command("logs")
@@ -466,18 +452,13 @@ def logs_cmd(
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """A job's output."""
-    from services.client import ServiceError
-
-    try:
-        with _client(url, token) as client:
-            if follow:
-                for chunk in client.follow_logs(job_id):
-                    sys.stdout.write(chunk)
-                    sys.stdout.flush()
-            else:
-                sys.stdout.write(client.logs(job_id, tail=tail))
-    except ServiceError as exc:
-        raise SpecError(str(exc)) from None
+    with _client(url, token) as client:
+        if follow:
+            for chunk in client.follow_logs(job_id):
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+        else:
+            sys.stdout.write(client.logs(job_id, tail=tail))
 
 
 @app.command("cancel")
@@ -487,19 +468,16 @@ def cancel_cmd(
     token: str | None = TOKEN_OPTION,
 ) -> None:
     """Stop a pending or running job."""
-    from services.client import ServiceError
-
-    try:
-        with _client(url, token) as client:
-            _print_job(client.cancel(job_id), as_json=False)
-    except ServiceError as exc:
-        raise SpecError(str(exc)) from None
+    with _client(url, token) as client:
+        _print_job(client.cancel(job_id), as_json=False)
 
 
 def main() -> None:
+    from services.client import ServiceError
+
     try:
         app()
-    except (SpecError, ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (SpecError, ValueError, FileNotFoundError, FileExistsError, ServiceError) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 

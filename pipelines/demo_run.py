@@ -33,7 +33,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
 
 
 def run_demo(workdir: Path, config: Path, port: int, console: Console) -> None:
-    from services.client import SelfieClient, ServiceError
+    from services.client import SelfieClient
 
     settings = Settings(workdir=workdir)
     root = settings.resolved_workdir
@@ -75,8 +75,6 @@ def run_demo(workdir: Path, config: Path, port: int, console: Console) -> None:
             "Open the runs in the MLflow UI:\n"
             f"  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000"
         )
-    except ServiceError as exc:
-        raise SpecError(str(exc)) from None
     finally:
         console.print("[bold]4/4[/] stopping the control service")
         service.terminate()

@@ -35,6 +35,7 @@ class ServiceProcess:
             "SELFIE_MAX_BODY_BYTES": "65536",
         }
         self.env.pop("MLFLOW_TRACKING_URI", None)
+        self.env.pop("RAY_AUTH_MODE", None)  # as in a fresh shell: the service must cope
         self.proc: subprocess.Popen | None = None
         self.log = workdir / "service.log"
 
