@@ -17,7 +17,12 @@ from rich.console import Console
 
 from pipelines.specs import SpecError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Selfie pipelines: ingest, pretrain, sweep, report, pipeline, serve, and the "
+    "control-service client (submit, jobs, status, logs, cancel).",
+)
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print JSON figures.")
 app.add_typer(bench_app, name="bench")
 
@@ -177,6 +182,7 @@ def pretrain(
     checkpoint_every: int | None = typer.Option(None, help="Steps between checkpoints."),
     run_name: str | None = typer.Option(None, help="Name of the run (default: generated)."),
     resume: str | None = typer.Option(None, help="Continue the stopped run of this name."),
+    verify: bool | None = typer.Option(None, "--verify", help="Check shard checksums first."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Pretrain Selfie on Ray Train; print the MLflow run id and checkpoint location."""
@@ -198,6 +204,7 @@ def pretrain(
             "mask_fraction": mask_fraction,
             "checkpoint_every": checkpoint_every,
             "run_name": resume or run_name,
+            "verify": verify,
         },
     )
     if lr is not None:
@@ -257,6 +264,7 @@ def sweep(
     gpus_per_trial: float | None = typer.Option(None, help="GPUs per trial."),
     run_name: str | None = typer.Option(None, help="Name of the sweep (default: generated)."),
     resume: str | None = typer.Option(None, help="Continue the interrupted sweep of this name."),
+    verify: bool | None = typer.Option(None, "--verify", help="Check shard checksums first."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Finetune on labeled fractions with both inits on Ray Tune; print the paper-style table."""
@@ -277,6 +285,7 @@ def sweep(
             "cpus_per_trial": cpus_per_trial,
             "gpus_per_trial": gpus_per_trial,
             "run_name": resume or run_name,
+            "verify": verify,
         },
     )
     search_fields = {

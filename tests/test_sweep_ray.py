@@ -126,3 +126,13 @@ def test_cli_sweep_errors_are_one_sentence(data_dir) -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert run.returncode == 2 and "needs an encoder" in run.stderr
+
+
+def test_sweep_verify_names_a_changed_shard(tmp_path, ray_session) -> None:
+    out = tmp_path / "data"
+    manifest = ingest(IngestOptions(source="synthetic:60", out=out))
+    shard = out / manifest.shards["train"][0].path
+    shard.write_bytes(shard.read_bytes() + b"\0" * 512)
+    spec = SweepSpec(data=str(out), inits=["scratch"], verify=True)
+    with pytest.raises(ValueError, match="does not match its manifest checksum"):
+        run_sweep(spec, Settings(workdir=tmp_path))

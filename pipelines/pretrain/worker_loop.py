@@ -51,7 +51,7 @@ def pretrain_worker(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
 
-    data = ShardData.open(spec.data_dir())
+    data = ShardData.open(spec.data_dir(), verify=spec.verify and rank == 0)
     model_config = model_config_for(spec, data.manifest.image_size)
     steps_per_epoch = data.steps_per_epoch(world, spec.batch_size)
     total_steps = total_steps_for(spec, steps_per_epoch)

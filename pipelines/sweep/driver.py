@@ -140,7 +140,7 @@ def run_sweep(
     from selfie_core.subsets import labeled_subset
 
     spec.check_paths()
-    data = ShardData.open(spec.data_dir())
+    data = ShardData.open(spec.data_dir(), verify=spec.verify)
     for split in ("val", "test"):
         if not data.manifest.counts.get(split):
             raise SpecError(f"data dir {spec.data!r} has no {split} split: re-ingest with one")
