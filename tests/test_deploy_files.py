@@ -1,0 +1,129 @@
+"""The deploy files parse, and every variable they set is one the code reads (and the ones
+it needs are there)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from pipelines.settings import Settings
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+# Variables read by libraries we use rather than by our settings object.
+LIBRARY_VARS = {
+    "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_URI",
+    "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+}  # fmt: skip
+
+
+def _settings_vars() -> set[str]:
+    names = set()
+    for name, field in Settings.model_fields.items():
+        names.add(f"SELFIE_{name.upper()}")
+        alias = field.validation_alias
+        if alias is not None:
+            names.update(str(a) for a in getattr(alias, "choices", [alias]))
+    return names
+
+
+def _compose() -> dict:
+    return yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+
+
+def _k8s_docs() -> list[dict]:
+    docs = []
+    for path in sorted((DEPLOY / "kuberay").glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def _k8s_env() -> dict[str, set[str]]:
+    """Variables per workload: explicit env, plus the ConfigMap and Secret it mounts."""
+    docs = _k8s_docs()
+    maps = {d["metadata"]["name"]: set(d.get("data", {}) or d.get("stringData", {}))
+            for d in docs if d["kind"] in ("ConfigMap", "Secret")}  # fmt: skip
+    out: dict[str, set[str]] = {}
+
+    def containers(node):
+        if isinstance(node, dict):
+            if "containers" in node:
+                yield from node["containers"]
+            for value in node.values():
+                yield from containers(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from containers(item)
+
+    for d in docs:
+        if d["kind"] in ("RayCluster", "Deployment"):
+            names: set[str] = set()
+            for c in containers(d["spec"]):
+                names |= {e["name"] for e in c.get("env", [])}
+                for src in c.get("envFrom", []):
+                    ref = src.get("configMapRef") or src.get("secretRef")
+                    names |= maps[ref["name"]]
+            out[d["metadata"]["name"]] = names
+    return out
+
+
+def test_every_variable_is_read_by_the_code() -> None:
+    known = _settings_vars() | LIBRARY_VARS
+    compose_vars = set()
+    for svc in _compose()["services"].values():
+        compose_vars |= set(svc.get("environment", {}) or {})
+    ours = {v for v in compose_vars if v.startswith(("SELFIE_", "RAY_", "MLFLOW_", "AWS_"))}
+    assert ours - known == set(), f"compose sets variables nothing reads: {ours - known}"
+    for workload, names in _k8s_env().items():
+        assert names - known == set(), f"{workload} sets unread variables: {names - known}"
+
+
+def test_what_the_code_needs_is_set() -> None:
+    services = _compose()["services"]
+    needed_service = {
+        "SELFIE_API_TOKEN", "SELFIE_RAY_DASHBOARD_URL", "SELFIE_DATABASE_URL",
+        "MLFLOW_TRACKING_URI", "SELFIE_STORAGE_PATH", "SELFIE_ENVIRONMENT",
+    }  # fmt: skip
+    assert needed_service <= set(services["service"]["environment"])
+    for node in ("ray-head", "ray-worker"):
+        assert {"MLFLOW_TRACKING_URI", "SELFIE_STORAGE_PATH"} <= set(services[node]["environment"])
+    k8s = _k8s_env()
+    assert needed_service <= k8s["selfie-service"]
+    assert {"MLFLOW_TRACKING_URI", "SELFIE_STORAGE_PATH"} <= k8s["selfie"]
+
+
+def test_compose_waits_for_health_and_fails_loudly() -> None:
+    text = (DEPLOY / "compose" / "compose.yaml").read_text()
+    for var in ("SELFIE_API_TOKEN", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"):
+        assert re.search(r"\$\{" + var + r":\?", text), f"{var} must be required"
+    for name, svc in _compose()["services"].items():
+        deps = svc.get("depends_on", {})
+        assert isinstance(deps, dict), f"{name}: depends_on needs conditions"
+        assert all("condition" in d for d in deps.values()), name
+
+
+def test_kuberay_probes_and_rayjob() -> None:
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in _k8s_docs()}
+    cluster = docs[("RayCluster", "selfie")]["spec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert head["readinessProbe"]["httpGet"]["port"] == 8265
+    groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
+    assert set(groups) == {"cpu", "gpu"}
+    gpu = groups["gpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert gpu["nvidia.com/gpu"] == "1"
+    assert all(g["minReplicas"] <= g["maxReplicas"] for g in groups.values())
+    service = docs[("Deployment", "selfie-service")]["spec"]["template"]["spec"]
+    assert service["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    job = docs[("RayJob", "selfie-pipeline-cifar10")]["spec"]
+    env = yaml.safe_load(job["runtimeEnvYAML"])["env_vars"]
+    from pipelines.specs import PipelineSpec
+
+    PipelineSpec.model_validate_json(env["SELFIE_JOB_SPEC"])
+    assert job["entrypoint"] == "python -m pipelines.job_entry"
+
+
+def test_dockerfile_installs_the_project_with_its_pins() -> None:
+    text = (DEPLOY / "docker" / "Dockerfile").read_text()
+    assert "COPY pyproject.toml" in text and re.search(r"pip install .* \. ", text)
+    assert "HEALTHCHECK" in text and "selfie" in text
