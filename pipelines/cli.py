@@ -106,6 +106,34 @@ def bench_train_cmd(
         emit(bench_train(data, batch_size, steps, lambda: ensure_ray(get_settings())), as_json)
 
 
+@bench_app.command("service")
+def bench_service_cmd(
+    clients: int = typer.Option(50, help="Concurrent readers (1..200)."),
+    seconds: float = typer.Option(20.0, help="Length of the run (at most 300)."),
+    submit: Path | None = typer.Option(None, help="Job file to submit a few times meanwhile."),
+    submits: int = typer.Option(3, help="How many submissions during the run."),
+    url: str | None = typer.Option(None, "--url", help="Service URL (127.0.0.1 only)."),
+    token: str | None = typer.Option(None, "--token", help="API token."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Bounded load on a local control service: reads/s, p50/p99, and any 5xx."""
+    from pipelines.settings import get_settings
+    from pipelines.specs import load_spec_file
+    from services.load_bench import bench_service
+
+    settings = get_settings()
+    body = load_spec_file(submit) if submit else None
+    result = bench_service(
+        url or settings.server_url,
+        token or settings.resolved_api_token(),
+        clients,
+        seconds,
+        body,
+        submits if body else 0,
+    )
+    emit(result, as_json)
+
+
 @app.command()
 def ingest(
     source: str = typer.Option(

@@ -27,6 +27,7 @@ from services.job_models import JobState
 log = logging.getLogger(__name__)
 
 LOCAL_DASHBOARD_PORT = 8265
+SUBMIT_RETRY_SECONDS = 60.0
 
 
 class RayUnavailable(RuntimeError):
@@ -120,18 +121,26 @@ class RayJobs:
         if self.settings.storage_path:
             env["SELFIE_STORAGE_PATH"] = self.settings.storage_path
         python = self.settings.job_python or sys.executable
-        try:
-            self._jobs().submit_job(
-                entrypoint=f"{python} -m pipelines.job_entry",
-                submission_id=submission_id,
-                runtime_env={"env_vars": env},
-                metadata={"selfie_kind": kind},
-            )
-        except RayUnavailable:
-            raise
-        except Exception as exc:
-            self._client = None
-            raise RayUnavailable(f"Ray at {self.url} refused the job ({exc})") from None
+        # A freshly started head answers "No available agent ... try again later" for a
+        # few seconds: retry that (and only that) for up to SUBMIT_RETRY_SECONDS.
+        deadline = time.monotonic() + SUBMIT_RETRY_SECONDS
+        while True:
+            try:
+                self._jobs().submit_job(
+                    entrypoint=f"{python} -m pipelines.job_entry",
+                    submission_id=submission_id,
+                    runtime_env={"env_vars": env},
+                    metadata={"selfie_kind": kind},
+                )
+                return
+            except RayUnavailable:
+                raise
+            except Exception as exc:
+                if "try again" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    continue
+                self._client = None
+                raise RayUnavailable(f"Ray at {self.url} refused the job ({exc})") from None
 
     def status(self, submission_id: str) -> RayJobStatus:
         try:

@@ -67,5 +67,5 @@ class ServiceProcess:
 
     def client(self) -> httpx.Client:
         return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120
         )

@@ -197,3 +197,15 @@ def test_service_never_imports_torch() -> None:
     code = "import sys, services.app, services.client; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_bounded_load_loses_nothing(service) -> None:
+    from services.load_bench import bench_service
+
+    body = _pretrain_body(service.data_dir, max_steps=2)
+    result = bench_service(service.url, TOKEN, clients=20, seconds=3, submit_body=body, submits=2)
+    assert result["reads"] > 20
+    assert result["server_errors"] == 0 and result["transport_errors"] == 0, result
+    assert set(result["status_counts"]) <= {"200", "201"}, result
+    with pytest.raises(ValueError, match="this machine only"):
+        bench_service("http://10.0.0.1:8000", TOKEN, clients=1, seconds=1)

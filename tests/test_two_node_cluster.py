@@ -40,13 +40,20 @@ def test_pretraining_spans_two_nodes(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "token"  # nodes and driver present the token the head wrote
     common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+
+    def own_ports() -> list[str]:
+        # Every node's agents get free ports: the defaults may be held by another Ray here.
+        return ["--dashboard-agent-listen-port", str(free_port()),
+                "--dashboard-agent-grpc-port", str(free_port()),
+                "--metrics-export-port", str(free_port())]  # fmt: skip
+
     head = [RAY, "start", "--head", "--port", str(port), "--temp-dir", temp_dir,
             "--include-dashboard", "true", "--dashboard-port", str(dashboard),
-            "--object-store-memory", str(200 * 1024 * 1024), *common]  # fmt: skip
+            "--object-store-memory", str(200 * 1024 * 1024), *common, *own_ports()]  # fmt: skip
     try:
         subprocess.run(head, check=True, env=env, capture_output=True, timeout=120)
-        worker = [RAY, "start", "--address", f"127.0.0.1:{port}",
-                  "--object-store-memory", str(200 * 1024 * 1024), *common]  # fmt: skip
+        store = ["--object-store-memory", str(200 * 1024 * 1024)]
+        worker = [RAY, "start", "--address", f"127.0.0.1:{port}", *store, *common, *own_ports()]
         joined = subprocess.run(worker, env=env, capture_output=True, text=True, timeout=120)
         assert joined.returncode == 0, joined.stdout[-2000:] + joined.stderr[-2000:]
         shared = tmp_path / "shared"

@@ -1,0 +1,99 @@
+"""`selfie bench service`: a bounded load run against a control service on this machine.
+
+N concurrent clients alternate between listing jobs and reading one job's status for a
+fixed number of seconds while a few jobs are submitted; reports requests/s, p50/p99 read
+latency, and every non-2xx answer. Bounded in clients, seconds and submissions, and meant
+for 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from urllib.parse import urlparse
+
+import httpx
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _run(
+    url: str, token: str, clients: int, seconds: float, submit_body: dict | None, submits: int
+) -> dict:
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=clients + 4)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors: list[str] = []
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as http:
+        listed = (await http.get("/v1/jobs", params={"limit": 1})).json()["items"]
+        job_id = listed[0]["id"] if listed else None
+        deadline = time.perf_counter() + seconds
+
+        async def reader(i: int) -> None:
+            n = 0
+            while time.perf_counter() < deadline:
+                path = f"/v1/jobs/{job_id}" if (job_id and (i + n) % 2) else "/v1/jobs"
+                start = time.perf_counter()
+                try:
+                    response = await http.get(path)
+                    latencies.append(time.perf_counter() - start)
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                except httpx.HTTPError as exc:
+                    errors.append(type(exc).__name__)
+                n += 1
+
+        async def submitter() -> None:
+            for k in range(submits):
+                response = await http.post(
+                    "/v1/jobs",
+                    json=submit_body,
+                    headers={"Idempotency-Key": f"load-{k}-{time.time()}"},
+                )
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                await asyncio.sleep(seconds / max(submits, 1))
+
+        tasks = [reader(i) for i in range(clients)]
+        if submit_body and submits:
+            tasks.append(submitter())
+        wall = time.perf_counter()
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - wall
+    server_errors = sum(c for s, c in statuses.items() if s >= 500)
+    return {
+        "benchmark": "service",
+        "url": url,
+        "clients": clients,
+        "seconds": round(wall, 2),
+        "reads": len(latencies),
+        "reads_per_s": len(latencies) / wall,
+        "read_p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+        "read_p99_ms": 1000 * _percentile(latencies, 0.99),
+        "status_counts": {str(k): v for k, v in sorted(statuses.items())},
+        "server_errors": server_errors,
+        "transport_errors": len(errors),
+    }
+
+
+def bench_service(
+    url: str,
+    token: str,
+    clients: int = 50,
+    seconds: float = 20.0,
+    submit_body: dict | None = None,
+    submits: int = 3,
+) -> dict:
+    host = urlparse(url).hostname or ""
+    if host not in LOCAL_HOSTS:
+        raise ValueError(f"load runs target this machine only (127.0.0.1), not {host!r}")
+    if not 1 <= clients <= 200 or not 0 < seconds <= 300:
+        raise ValueError("clients must lie in 1..200 and seconds in (0, 300]")
+    return asyncio.run(_run(url, token, clients, seconds, submit_body, submits))
