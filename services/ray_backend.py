@@ -112,6 +112,7 @@ class RayJobs:
 
     def submit(self, *, submission_id: str, kind: str, spec: dict) -> None:
         env = {
+            "SELFIE_SUBMISSION_ID": submission_id,
             KIND_ENV: kind,
             SPEC_ENV: json.dumps(spec),
             "SELFIE_WORKDIR": str(self.settings.resolved_workdir),

@@ -14,6 +14,7 @@ import pytest
 
 from pipelines.data.ingest import IngestOptions, ingest
 from tests.service_process import TOKEN, ServiceProcess
+from tests.service_process import free_port as _free_port
 
 pytestmark = pytest.mark.ray
 
@@ -209,3 +210,47 @@ def test_bounded_load_loses_nothing(service) -> None:
     assert set(result["status_counts"]) <= {"200", "201"}, result
     with pytest.raises(ValueError, match="this machine only"):
         bench_service("http://10.0.0.1:8000", TOKEN, clients=1, seconds=1)
+
+
+def _pid_with_env(needle: bytes) -> int | None:
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            cmdline = (environ.parent / "cmdline").read_bytes()
+            if b"pipelines.job_entry" in cmdline and needle in environ.read_bytes():
+                return int(environ.parent.name)
+        except OSError:
+            continue
+    return None
+
+
+def test_killed_job_driver_ends_failed_not_running(service) -> None:
+    import signal
+
+    with service.client() as client:
+        job = client.post("/v1/jobs", json=_pretrain_body(service.data_dir, max_steps=5000)).json()
+        _wait(client, job["id"], {"RUNNING"})
+        needle = f"SELFIE_SUBMISSION_ID={job['submission_id']}".encode()
+        deadline = time.time() + 60
+        while (pid := _pid_with_env(needle)) is None and time.time() < deadline:
+            time.sleep(0.5)
+        assert pid is not None, "job driver process not found"
+        os.kill(pid, signal.SIGKILL)
+        done = _wait(client, job["id"], {"FAILED", "SUCCEEDED", "STOPPED"}, timeout=120)
+        assert done["state"] == "FAILED" and done["message"], done
+
+
+def test_unreachable_ray_is_reported_and_refused(service, tmp_path) -> None:
+    dead = ServiceProcess(service.workdir, f"http://127.0.0.1:{_free_port()}", service.workdir)
+    dead.env.update({k: v for k, v in service.env.items() if k == "SELFIE_DATA_ROOTS"})
+    dead.start()
+    try:
+        health = httpx.get(f"{dead.url}/healthz")
+        assert health.status_code == 503 and health.json()["ray"].startswith("unreachable")
+        with dead.client() as client:
+            stored = client.get("/v1/jobs").json()["items"]
+            assert stored, "jobs stored earlier stay readable"
+            refused = client.post("/v1/jobs", json=_pretrain_body(service.data_dir))
+            assert refused.status_code == 503 and "unreachable" in refused.json()["detail"]
+            assert len(client.get("/v1/jobs").json()["items"]) == len(stored), "nothing created"
+    finally:
+        dead.kill()

@@ -14,10 +14,12 @@ def plot_results(rows: list[TableRow], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (ax_acc, ax_gain) = plt.subplots(1, 2, figsize=(10, 4))
-    for encoder in sorted({r.encoder for r in rows}):
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, encoder in enumerate(sorted({r.encoder for r in rows})):
+        color = colors[k % len(colors)]  # one colour per encoder in both panels
         mine = sorted((r for r in rows if r.encoder == encoder), key=lambda r: r.fraction)
         x = [100 * r.fraction for r in mine]
-        for init, style in (("scratch", "--"), ("selfie", "-")):
+        for init, style in (("scratch", "--"), ("selfie", "-")):  # dashed: from scratch
             stats = [getattr(r, init) for r in mine]
             pts = [(xi, s) for xi, s in zip(x, stats, strict=True) if s.mean is not None]
             if pts:
@@ -26,6 +28,7 @@ def plot_results(rows: list[TableRow], path: Path) -> Path:
                     [100 * p[1].mean for p in pts],
                     yerr=[100 * (p[1].std or 0) for p in pts],
                     linestyle=style,
+                    color=color,
                     marker="o",
                     capsize=3,
                     label=f"{encoder} {init}",
