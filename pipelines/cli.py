@@ -119,10 +119,11 @@ def bench_service_cmd(
     """Bounded load on a local control service: reads/s, p50/p99, and any 5xx."""
     from pipelines.settings import get_settings
     from pipelines.specs import load_spec_file
+    from services.client import job_request
     from services.load_bench import bench_service
 
     settings = get_settings()
-    body = load_spec_file(submit) if submit else None
+    body = job_request(load_spec_file(submit)) if submit else None
     result = bench_service(
         url or settings.server_url,
         token or settings.resolved_api_token(),
@@ -432,16 +433,16 @@ def submit(
 ) -> None:
     """Submit a job to the control service."""
     from pipelines.specs import load_spec_file
+    from services.client import job_request
 
-    data = load_spec_file(file)
-    if "spec" in data:
-        kind, spec, name = data.get("kind"), data["spec"], name or data.get("name")
-    else:
-        kind, spec = data.get("kind"), data
-    if kind not in ("pretrain", "sweep", "pipeline"):
-        raise SpecError(f"{file}: `kind` must be pretrain, sweep or pipeline, got {kind!r}")
+    try:
+        body = job_request(load_spec_file(file), name)
+    except ValueError as exc:
+        raise SpecError(f"{file}: {exc}") from None
     with _client(url, token) as client:
-        job = client.submit(kind, spec, name=name, idempotency_key=idempotency_key)
+        job = client.submit(
+            body["kind"], body["spec"], name=body["name"], idempotency_key=idempotency_key
+        )
         _print_job(job, as_json)
         if follow:
             for chunk in client.follow_logs(job.id):

@@ -20,6 +20,21 @@ class ServiceError(RuntimeError):
         self.detail = detail
 
 
+JOB_KINDS = ("pretrain", "sweep", "pipeline")
+
+
+def job_request(data: dict, name: str | None = None) -> dict:
+    """A job file's contents as the body of `POST /v1/jobs`: either `{kind, spec, name}`
+    already, or a bare spec whose own `kind` field says what it is."""
+    if "spec" in data:
+        kind, spec, name = data.get("kind"), data["spec"], name or data.get("name")
+    else:
+        kind, spec = data.get("kind"), data
+    if kind not in JOB_KINDS:
+        raise ValueError(f"`kind` must be one of {', '.join(JOB_KINDS)}, got {kind!r}")
+    return {"kind": kind, "spec": spec, "name": name}
+
+
 class SelfieClient:
     def __init__(self, base_url: str, token: str, timeout: float = 30.0) -> None:
         self.http = httpx.Client(
