@@ -12,7 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipelines.settings import Settings, get_settings
 from pipelines.tracking import tracking_client
@@ -26,21 +26,25 @@ from services.reconciler import reconcile_forever
 log = logging.getLogger(__name__)
 
 
-class BodyLimit(BaseHTTPMiddleware):
-    """Refuse bodies over the limit before reading them (413, JSON)."""
+class BodyLimit:
+    """Refuse bodies over the limit from their Content-Length, before reading them (413)."""
 
-    def __init__(self, app, max_bytes: int) -> None:
-        super().__init__(app)
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
         self.max_bytes = max_bytes
 
-    async def dispatch(self, request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return JSONResponse(
-                {"detail": f"request body over the {self.max_bytes}-byte limit"},
-                status.HTTP_413_CONTENT_TOO_LARGE,
-            )
-        return await call_next(request)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            length = headers.get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+                response = JSONResponse(
+                    {"detail": f"request body over the {self.max_bytes}-byte limit"},
+                    status.HTTP_413_CONTENT_TOO_LARGE,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _field_errors(exc: RequestValidationError) -> list[dict]:
