@@ -112,6 +112,7 @@ def bench_service_cmd(
     seconds: float = typer.Option(20.0, help="Length of the run (at most 300)."),
     submit: Path | None = typer.Option(None, help="Job file to submit a few times meanwhile."),
     submits: int = typer.Option(3, help="How many submissions during the run."),
+    interval: float = typer.Option(0.0, help="Seconds between a client's requests (0: none)."),
     url: str | None = typer.Option(None, "--url", help="Service URL (127.0.0.1 only)."),
     token: str | None = typer.Option(None, "--token", help="API token."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -131,6 +132,7 @@ def bench_service_cmd(
         seconds,
         body,
         submits if body else 0,
+        interval,
     )
     emit(result, as_json)
 

@@ -20,14 +20,21 @@ def ensure_ray(settings: Settings) -> None:
     if settings.ray_address:
         ray.init(address=settings.ray_address, log_to_driver=True)
         return
-    ray.init(
-        num_cpus=os.cpu_count() or 1,
-        object_store_memory=settings.ray_object_store_mb * 1024 * 1024,
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        log_to_driver=True,
-    )
-    log.info("started a local Ray with %s CPUs", os.cpu_count())
+    try:
+        ray.init(
+            num_cpus=os.cpu_count() or 1,
+            object_store_memory=settings.ray_object_store_mb * 1024 * 1024,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            log_to_driver=True,
+        )
+        log.info("started a local Ray with %s CPUs", os.cpu_count())
+    except ValueError as exc:
+        # A local head is already up (e.g. the one `selfie serve` started): join it.
+        if "existing cluster" not in str(exc):
+            raise
+        ray.init(log_to_driver=True)
+        log.info("joined the Ray head already running on this machine")
 
 
 def cluster_cpus() -> int:

@@ -2,8 +2,10 @@
 
 N concurrent clients alternate between listing jobs and reading one job's status for a
 fixed number of seconds while a few jobs are submitted; reports requests/s, p50/p99 read
-latency, and every non-2xx answer. Bounded in clients, seconds and submissions, and meant
-for 127.0.0.1 only.
+latency, and every non-2xx answer. With `interval` 0 each client sends its next request at
+once (closed loop: this measures capacity, and latency is then concurrency / throughput);
+with an interval each client polls at that period (what status-watching clients do).
+Bounded in clients, seconds and submissions, and meant for 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _run(
-    url: str, token: str, clients: int, seconds: float, submit_body: dict | None, submits: int
+    url: str,
+    token: str,
+    clients: int,
+    seconds: float,
+    submit_body: dict | None,
+    submits: int,
+    interval: float,
 ) -> dict:
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=clients + 4)
@@ -50,6 +58,8 @@ async def _run(
                 except httpx.HTTPError as exc:
                     errors.append(type(exc).__name__)
                 n += 1
+                if interval:  # open loop: a client that polls, not one that hammers
+                    await asyncio.sleep(max(0.0, interval - (time.perf_counter() - start)))
 
         async def submitter() -> None:
             for k in range(submits):
@@ -72,6 +82,7 @@ async def _run(
         "benchmark": "service",
         "url": url,
         "clients": clients,
+        "interval_s": interval,
         "seconds": round(wall, 2),
         "reads": len(latencies),
         "reads_per_s": len(latencies) / wall,
@@ -90,10 +101,13 @@ def bench_service(
     seconds: float = 20.0,
     submit_body: dict | None = None,
     submits: int = 3,
+    interval: float = 0.0,
 ) -> dict:
     host = urlparse(url).hostname or ""
     if host not in LOCAL_HOSTS:
         raise ValueError(f"load runs target this machine only (127.0.0.1), not {host!r}")
     if not 1 <= clients <= 200 or not 0 < seconds <= 300:
         raise ValueError("clients must lie in 1..200 and seconds in (0, 300]")
-    return asyncio.run(_run(url, token, clients, seconds, submit_body, submits))
+    if interval < 0:
+        raise ValueError("interval must be >= 0 seconds")
+    return asyncio.run(_run(url, token, clients, seconds, submit_body, submits, interval))

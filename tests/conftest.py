@@ -23,6 +23,7 @@ def ray_session():
 
     if not ray.is_initialized():
         context = ray.init(
+            address="local",  # always a fresh cluster of our own, never a leftover head
             num_cpus=2,
             object_store_memory=256 * 1024 * 1024,
             include_dashboard=True,  # Train V2 and the state API talk to it
