@@ -7,6 +7,7 @@ validation chose; nothing is selected on it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -114,12 +115,8 @@ def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellRe
         cell.test_accuracy = float(ray.get(ref))
     # Cells missing from the results entirely (never started) are missing seeds too.
     seen = {(c.encoder, c.init, c.fraction, c.seed) for c in cells}
-    for encoder in spec.encoders:
-        for init in spec.inits:
-            for fraction in spec.fractions:
-                for seed in range(spec.seeds):
-                    if (encoder, init, fraction, seed) not in seen:
-                        cells.append(CellResult(encoder, init, fraction, seed, status="failed"))
+    grid = itertools.product(spec.encoders, spec.inits, spec.fractions, range(spec.seeds))
+    cells += [CellResult(*key, status="failed") for key in grid if key not in seen]
     return cells
 
 
