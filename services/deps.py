@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -29,7 +29,7 @@ class ServiceState:
     metrics: ServiceMetrics
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
@@ -41,12 +41,28 @@ def get_session(state: StateDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the transaction commits before the response leaves, so a client that
+# reads right after a 2xx sees its own write (the default scope commits after sending).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+async def get_read_session(state: StateDep) -> AsyncIterator[Session]:
+    """A session for endpoints that only read, used on the event loop itself.
+
+    A read of the job store takes a fraction of a millisecond and never waits for the
+    writer (SQLite in WAL mode), while handing it to the threadpool and back costs more
+    than the query and lets reads queue behind slow Ray calls there. Anything that writes,
+    and so may wait on the database's write lock, takes `SessionDep` in the threadpool."""
+    with state.sessions() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False)
 
 
-def require_token(
+async def require_token(
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, sta
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 
-from services.deps import AuthDep, SessionDep, StateDep
+from services.deps import AuthDep, ReadSessionDep, SessionDep, StateDep
 from services.job_models import (
     JobCreate,
     JobKind,
@@ -118,8 +118,8 @@ def submit_job(
 
 
 @router.get("", response_model=JobList)
-def list_all(
-    session: SessionDep,
+async def list_all(
+    session: ReadSessionDep,
     state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
     kind: Annotated[JobKind | None, Query()] = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
@@ -142,7 +142,7 @@ def list_all(
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_one(job_id: str, session: SessionDep) -> JobPublic:
+async def get_one(job_id: str, session: ReadSessionDep) -> JobPublic:
     return JobPublic.from_record(_found(session, job_id))
 
 
