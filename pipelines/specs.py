@@ -34,6 +34,16 @@ def _known_preset(value: str) -> str:
 PresetName = Annotated[str, AfterValidator(_known_preset)]
 
 
+def _plain_path(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("a path may not hold control characters (NUL, newline, tab, ...)")
+    return value
+
+
+# A file-system path as the user typed it: never empty, never with bytes the OS refuses.
+PathText = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_plain_path)]
+
+
 class SpecError(ValueError):
     """A spec that cannot run; the message says what to change."""
 
@@ -56,7 +66,7 @@ class PretrainSpec(_Spec):
     """One Selfie pretraining run on Ray Train."""
 
     kind: Literal["pretrain"] = "pretrain"
-    data: str = Field(description="Ingested data dir (holds manifest.json and train/ shards).")
+    data: PathText = Field(description="Ingested data dir (holds manifest.json and train/ shards).")
     preset: PresetName = Field(default="tiny", description=f"Model size: {', '.join(PRESETS)}.")
     image_size: int | None = Field(
         default=None, gt=0, le=1024, description="Defaults to the manifest's image size."
@@ -82,7 +92,9 @@ class PretrainSpec(_Spec):
     max_failures: int = Field(default=3, ge=0, le=100, description="Worker losses to survive.")
     run_name: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
     experiment: str = Field(default="selfie-pretrain", min_length=1, max_length=200)
-    storage_path: str | None = Field(default=None, description="Overrides settings.storage_path.")
+    storage_path: PathText | None = Field(
+        default=None, description="Overrides settings.storage_path."
+    )
     register_model: str | None = Field(
         default="selfie-encoder", description="Registered model name for the encoder; null skips."
     )
@@ -174,8 +186,8 @@ class SweepSpec(_Spec):
     """Labeled-fraction finetune sweep: fraction x seed x init x searched hyper-parameters."""
 
     kind: Literal["sweep"] = "sweep"
-    data: str = Field(description="Ingested data dir (train/val/test shards + manifest).")
-    encoder: str | None = Field(
+    data: PathText = Field(description="Ingested data dir (train/val/test shards + manifest).")
+    encoder: PathText | None = Field(
         default=None,
         description="Pretrained encoder: an MLflow run id, an encoder.pt, or a checkpoint dir.",
     )
@@ -198,7 +210,7 @@ class SweepSpec(_Spec):
     trial_max_failures: int = Field(default=1, ge=0, le=10, description="Retries of a crash.")
     experiment: str = Field(default="selfie-sweep", min_length=1, max_length=200)
     run_name: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
-    storage_path: str | None = None
+    storage_path: PathText | None = None
 
     @field_validator("fractions")
     @classmethod
@@ -232,7 +244,7 @@ class PipelineSpec(_Spec):
     """
 
     kind: Literal["pipeline"] = "pipeline"
-    data: str = Field(description="Data dir; ingested from `source` when it has no manifest.")
+    data: PathText = Field(description="Data dir; ingested from `source` when it has no manifest.")
     source: str | None = Field(default=None, description="Ingest source, e.g. mnist-sample.")
     pretrain: dict = Field(default_factory=dict)
     sweep: dict = Field(default_factory=dict)

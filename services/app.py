@@ -5,26 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request, status
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, status
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipelines.settings import Settings, get_settings
 from pipelines.tracking import tracking_client
 from services.api import health, history, jobs
+from services.api_errors import install_error_handlers
 from services.deps import ServiceState
 from services.job_store import make_engine, session_factory
 from services.metrics import MetricsMiddleware, ServiceMetrics
 from services.ray_backend import RayJobs, start_local_head
 from services.reconciler import reconcile_forever
-
-log = logging.getLogger(__name__)
 
 
 class BodyLimit:
@@ -46,38 +41,6 @@ class BodyLimit:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-def _field_errors(exc: RequestValidationError) -> list[dict]:
-    out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-        msg = str(err.get("msg", "")).removeprefix("Value error, ")
-        out.append({"field": ".".join(loc) or "body", "message": msg})
-    return out
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _field_errors(exc)
-        first = errors[0] if errors else {"field": "body", "message": "invalid request"}
-        return JSONResponse(
-            jsonable_encoder({"detail": f"{first['field']}: {first['message']}", "errors": errors}),
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return JSONResponse(
-            {"detail": f"internal error ({type(exc).__name__}); see the service log"},
-            status.HTTP_500_INTERNAL_SERVER_ERROR,
-        )
 
 
 def build_state(settings: Settings, metrics: ServiceMetrics) -> ServiceState:

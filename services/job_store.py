@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, and_, create_engine, event, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -84,7 +84,8 @@ def _encode_cursor(record: JobRecord) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), job_id
+        when = datetime.fromisoformat(created)
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)), job_id
     except (ValueError, UnicodeDecodeError):
         raise ValueError("cursor is not one this API returned") from None
 

@@ -34,6 +34,22 @@ class RayUnavailable(RuntimeError):
     """Ray's job endpoint cannot be reached."""
 
 
+class RayJobMissing(LookupError):
+    """Ray is up but holds no such job: its cluster was restarted since, or the job never
+    reached it."""
+
+    @classmethod
+    def of(cls, submission_id: str) -> RayJobMissing:
+        return cls(
+            f"Ray no longer holds {submission_id} or its logs (its cluster was restarted "
+            "since the job ran); the job's MLflow runs keep its results"
+        )
+
+
+def _says_missing(exc: Exception) -> bool:
+    return "does not exist" in str(exc) or "404" in str(exc)
+
+
 @dataclass
 class RayJobStatus:
     state: JobState | None  # None: Ray has no record of the job
@@ -149,7 +165,7 @@ class RayJobs:
         except RayUnavailable:
             raise
         except RuntimeError as exc:
-            if "does not exist" in str(exc) or "404" in str(exc):
+            if _says_missing(exc):
                 log.warning("Ray has no job %s: %s", submission_id, exc)
                 return RayJobStatus(state=None, message=None)
             self._client = None
@@ -169,12 +185,20 @@ class RayJobs:
         except RayUnavailable:
             raise
         except Exception as exc:
+            if _says_missing(exc):
+                raise RayJobMissing.of(submission_id) from None
             self._client = None
-            raise RayUnavailable(f"Ray has no logs for this job now ({exc})") from None
+            raise RayUnavailable(f"Ray at {self.url} did not return the logs ({exc})") from None
 
     async def follow_logs(self, submission_id: str) -> AsyncIterator[str]:
-        async for chunk in self._jobs().tail_job_logs(submission_id):
-            yield chunk
+        """Ray's log tail. Once the response has started its status can no longer change,
+        so a tail that breaks off ends with one line saying why instead of a cut stream."""
+        try:
+            async for chunk in self._jobs().tail_job_logs(submission_id):
+                yield chunk
+        except Exception as exc:
+            self._client = None
+            yield f"\n[selfie] the log stream from Ray ended early: {exc}\n"
 
     def stop(self, submission_id: str) -> None:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,8 +27,7 @@ UNSUBMITTED_GRACE = timedelta(minutes=2)
 
 def reconcile_job(record: JobRecord, ray: RayJobs) -> None:
     if record.submitted_at is None:
-        created = record.created_at.replace(tzinfo=record.created_at.tzinfo or UTC)
-        if utcnow() - created > UNSUBMITTED_GRACE:
+        if utcnow() - record.created_at > UNSUBMITTED_GRACE:
             set_state(record, JobState.FAILED, message="the job never reached Ray; resubmit it")
         return
     status = ray.status(record.submission_id)

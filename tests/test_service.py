@@ -12,21 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines.data.ingest import IngestOptions, ingest
 from tests.service_process import TOKEN, ServiceProcess
 from tests.service_process import free_port as _free_port
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, ray_session):
-    root = tmp_path_factory.mktemp("svc")
-    ingest(IngestOptions(source="synthetic:200", out=root / "data", shard_max_count=100))
-    proc = ServiceProcess(root / "work", os.environ["SELFIE_TEST_RAY_DASHBOARD"], root).start()
-    proc.data_dir = root / "data"
-    yield proc
-    proc.kill()
 
 
 def _pretrain_body(data_dir: Path, **spec) -> dict:

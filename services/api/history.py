@@ -11,10 +11,14 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from services import mlflow_browser as mb
+from services.api_errors import error_responses
 from services.deps import AuthDep, StateDep
 
-experiments = APIRouter(prefix="/v1/experiments", tags=["experiments"], dependencies=[AuthDep])
-runs = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[AuthDep])
+_ERRORS = error_responses(401, 403, 404, 422)
+experiments = APIRouter(
+    prefix="/v1/experiments", tags=["experiments"], dependencies=[AuthDep], responses=_ERRORS
+)
+runs = APIRouter(prefix="/v1/runs", tags=["runs"], dependencies=[AuthDep], responses=_ERRORS)
 
 PageSize = Annotated[int, Query(ge=1, le=1000)]
 

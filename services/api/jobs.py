@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, sta
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 
+from services.api_errors import error_responses
 from services.deps import AuthDep, ReadSessionDep, SessionDep, StateDep
 from services.job_models import (
     JobCreate,
@@ -28,9 +29,14 @@ from services.job_store import (
     session_scope,
     set_state,
 )
-from services.ray_backend import RayUnavailable
+from services.ray_backend import RayJobMissing, RayUnavailable
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[AuthDep])
+router = APIRouter(
+    prefix="/v1/jobs",
+    tags=["jobs"],
+    dependencies=[AuthDep],
+    responses=error_responses(401, 403, 422),
+)
 
 
 def _data_paths(job: JobCreate) -> list[tuple[str, str]]:
@@ -43,7 +49,13 @@ def _data_paths(job: JobCreate) -> list[tuple[str, str]]:
 
 def _check_roots(job: JobCreate, roots: list[Path]) -> None:
     for field, value in _data_paths(job):
-        resolved = Path(value).expanduser().resolve()
+        try:
+            resolved = Path(value).expanduser().resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"{field}: {value!r} cannot be resolved ({exc})",
+            ) from None
         if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -59,7 +71,15 @@ def _found(session, job_id: str) -> JobRecord:
     return record
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobPublic,
+    responses={
+        200: {"model": JobPublic, "description": "An earlier job with this Idempotency-Key."},
+        **error_responses(400, 413, 503),
+    },
+)
 def submit_job(
     job: Annotated[JobCreate, Body()],
     state: StateDep,
@@ -141,12 +161,16 @@ async def list_all(
     return JobList(items=[JobPublic.from_record(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/{job_id}", response_model=JobPublic)
+@router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404))
 async def get_one(job_id: str, session: ReadSessionDep) -> JobPublic:
     return JobPublic.from_record(_found(session, job_id))
 
 
-@router.get("/{job_id}/logs", response_class=PlainTextResponse)
+@router.get(
+    "/{job_id}/logs",
+    response_class=PlainTextResponse,
+    responses=error_responses(401, 403, 404, 422, 503, text_route=True),
+)
 def logs(
     job_id: str,
     state: StateDep,
@@ -156,12 +180,16 @@ def logs(
 ):
     """The job's output; `follow=true` streams it until the job ends."""
     record = _found(session, job_id)
-    if follow:
-        return StreamingResponse(
-            state.ray.follow_logs(record.submission_id), media_type="text/plain"
-        )
     try:
+        if follow:
+            if state.ray.status(record.submission_id).state is None:  # 404, not a cut stream
+                raise RayJobMissing.of(record.submission_id)
+            return StreamingResponse(
+                state.ray.follow_logs(record.submission_id), media_type="text/plain"
+            )
         text = state.ray.logs(record.submission_id)
+    except RayJobMissing as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except RayUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     if tail:
@@ -169,7 +197,7 @@ def logs(
     return PlainTextResponse(text)
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic)
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=error_responses(404, 503))
 def cancel(job_id: str, state: StateDep, session: SessionDep) -> JobPublic:
     """Stop a pending or running job (a finished job is returned unchanged)."""
     record = _found(session, job_id)
@@ -183,7 +211,9 @@ def cancel(job_id: str, state: StateDep, session: SessionDep) -> JobPublic:
     return JobPublic.from_record(record)
 
 
-@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409)
+)
 def delete(job_id: str, session: SessionDep) -> Response:
     """Forget a finished job (its MLflow runs stay)."""
     record = _found(session, job_id)
