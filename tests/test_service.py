@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.ray_cluster import PrivateRayCluster
 from tests.service_process import TOKEN, ServiceProcess
-from tests.service_process import free_port as _free_port
 
 pytestmark = pytest.mark.ray
 
@@ -228,18 +228,53 @@ def test_killed_job_driver_ends_failed_not_running(service) -> None:
         assert done["state"] == "FAILED" and done["message"], done
 
 
-def test_unreachable_ray_is_reported_and_refused(service, tmp_path) -> None:
-    dead = ServiceProcess(service.workdir, f"http://127.0.0.1:{_free_port()}", service.workdir)
-    dead.env.update({k: v for k, v in service.env.items() if k == "SELFIE_DATA_ROOTS"})
-    dead.start()
+def _assert_ray_down(client: httpx.Client, service: ServiceProcess, body: dict) -> None:
+    health = httpx.get(f"{service.url}/healthz")
+    assert health.status_code == 503 and health.json()["ray"].startswith("unreachable")
+    stored = client.get("/v1/jobs").json()["items"]
+    refused = client.post("/v1/jobs", json=body)
+    assert refused.status_code == 503 and "unreachable" in refused.json()["detail"]
+    assert len(client.get("/v1/jobs").json()["items"]) == len(stored), "nothing created"
+
+
+def _wait_healthy(service: ServiceProcess, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while httpx.get(f"{service.url}/healthz").status_code != 200:
+        assert time.time() < deadline, httpx.get(f"{service.url}/healthz").json()
+        time.sleep(0.5)
+
+
+def test_ray_outage_is_reported_refused_and_recovered_from(service, tmp_path) -> None:
+    """The service outlives its Ray head: refuses work while it is gone, keeps every job
+    readable, works again when a head is back, and closes the jobs the old head took along."""
+    cluster = PrivateRayCluster()
+    svc = ServiceProcess(tmp_path / "work", cluster.dashboard_url, service.data_dir)
+    body = _pretrain_body(service.data_dir, max_steps=4)
     try:
-        health = httpx.get(f"{dead.url}/healthz")
-        assert health.status_code == 503 and health.json()["ray"].startswith("unreachable")
-        with dead.client() as client:
-            stored = client.get("/v1/jobs").json()["items"]
-            assert stored, "jobs stored earlier stay readable"
-            refused = client.post("/v1/jobs", json=_pretrain_body(service.data_dir))
-            assert refused.status_code == 503 and "unreachable" in refused.json()["detail"]
-            assert len(client.get("/v1/jobs").json()["items"]) == len(stored), "nothing created"
+        svc.start()
+        with svc.client() as client:
+            _assert_ray_down(client, svc, body)  # no head yet
+            cluster.start_head()
+            _wait_healthy(svc)
+            first = client.post("/v1/jobs", json=body)
+            assert first.status_code == 201, first.text
+            assert _wait(client, first.json()["id"], {"SUCCEEDED", "FAILED"})["state"] == (
+                "SUCCEEDED"
+            )
+            long = client.post("/v1/jobs", json=_pretrain_body(service.data_dir, max_steps=5000))
+            _wait(client, long.json()["id"], {"RUNNING"})
+            cluster.stop()  # the head dies with the job on it
+            _assert_ray_down(client, svc, body)
+            time.sleep(2)  # reconciler ticks while Ray is away change nothing
+            kept = {j["id"]: j["state"] for j in client.get("/v1/jobs").json()["items"]}
+            assert kept == {first.json()["id"]: "SUCCEEDED", long.json()["id"]: "RUNNING"}
+            cluster.start_head()  # a new head on the same address, knowing no old job
+            _wait_healthy(svc)
+            closed = _wait(client, long.json()["id"], {"FAILED", "SUCCEEDED", "STOPPED"})
+            assert closed["state"] == "FAILED" and "restarted" in closed["message"], closed
+            again = client.post("/v1/jobs", json=body)
+            assert again.status_code == 201, again.text
+            client.post(f"/v1/jobs/{again.json()['id']}/cancel")
     finally:
-        dead.kill()
+        svc.kill()
+        cluster.stop()

@@ -5,8 +5,6 @@ checkpoint on the shared storage path. The driver runs as a subprocess, as on a 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,46 +13,19 @@ from pathlib import Path
 import pytest
 
 from pipelines.data.ingest import IngestOptions, ingest
-from tests.service_process import free_port
+from tests.ray_cluster import RAY, PrivateRayCluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _stop_cluster(marker: str) -> None:
-    """Stop only this cluster's processes (`ray stop` would end every Ray on the machine)."""
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if marker in text:
-                os.kill(int(cmdline.parent.name), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
 
 
 def test_pretraining_spans_two_nodes(tmp_path: Path) -> None:
     data = tmp_path / "data"
     ingest(IngestOptions(source="synthetic:200", out=data, shard_max_count=50))
-    temp_dir = f"/tmp/selfie-2node-{os.getpid()}"
-    port, dashboard = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_AUTH_MODE"] = "token"  # nodes and driver present the token the head wrote
-    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
-
-    def own_ports() -> list[str]:
-        # Every node's agents get free ports: the defaults may be held by another Ray here.
-        return ["--dashboard-agent-listen-port", str(free_port()),
-                "--dashboard-agent-grpc-port", str(free_port()),
-                "--metrics-export-port", str(free_port())]  # fmt: skip
-
-    head = [RAY, "start", "--head", "--port", str(port), "--temp-dir", temp_dir,
-            "--include-dashboard", "true", "--dashboard-port", str(dashboard),
-            "--object-store-memory", str(200 * 1024 * 1024), *common, *own_ports()]  # fmt: skip
+    cluster = PrivateRayCluster()
+    env, port, dashboard = cluster.env, cluster.port, cluster.dashboard_port
     try:
-        subprocess.run(head, check=True, env=env, capture_output=True, timeout=120)
-        store = ["--object-store-memory", str(200 * 1024 * 1024)]
-        worker = [RAY, "start", "--address", f"127.0.0.1:{port}", *store, *common, *own_ports()]
-        joined = subprocess.run(worker, env=env, capture_output=True, text=True, timeout=120)
+        cluster.start_head()
+        joined = cluster.add_node()
         assert joined.returncode == 0, joined.stdout[-2000:] + joined.stderr[-2000:]
         shared = tmp_path / "shared"
         run_env = {**env, "RAY_ADDRESS": f"127.0.0.1:{port}", "SELFIE_WORKDIR": str(tmp_path),
@@ -87,4 +58,4 @@ def test_pretraining_spans_two_nodes(tmp_path: Path) -> None:
         nodes = {a["node_id"] for a in actors}
         assert len(actors) == 2 and len(nodes) == 2, f"workers must span both nodes: {actors}"
     finally:
-        _stop_cluster(temp_dir)
+        cluster.stop()

@@ -1,0 +1,61 @@
+"""A Ray cluster of the test's own on this machine (`ray start`), next to the session's.
+
+Every port is chosen free (the defaults may be held by the session's Ray), and stopping
+kills only this cluster's processes: `ray stop` would end every Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.service_process import free_port
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+class PrivateRayCluster:
+    def __init__(self, dashboard_port: int | None = None) -> None:
+        self.port = free_port()
+        self.dashboard_port = dashboard_port or free_port()
+        self.temp_dir = f"/tmp/selfie-ray-{os.getpid()}-{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        self.env["RAY_AUTH_MODE"] = "token"  # nodes and drivers present the head's token
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def _node_flags(self) -> list[str]:
+        return ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
+                "--object-store-memory", str(200 * 1024 * 1024),
+                "--dashboard-agent-listen-port", str(free_port()),
+                "--dashboard-agent-grpc-port", str(free_port()),
+                "--metrics-export-port", str(free_port())]  # fmt: skip
+
+    def start_head(self) -> PrivateRayCluster:
+        cmd = [RAY, "start", "--head", "--port", str(self.port), "--temp-dir", self.temp_dir,
+               "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+               "--dashboard-port", str(self.dashboard_port), *self._node_flags()]  # fmt: skip
+        subprocess.run(cmd, check=True, env=self.env, capture_output=True, timeout=120)
+        return self
+
+    def add_node(self) -> subprocess.CompletedProcess:
+        cmd = [RAY, "start", "--address", self.address, *self._node_flags()]
+        return subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
+
+    def stop(self) -> None:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if self.temp_dir in text:
+                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
