@@ -52,3 +52,10 @@ def test_csv_json_roundtrip_and_plot(tmp_path: Path) -> None:
     assert (tmp_path / "accuracy_gain.png").stat().st_size > 5000
     assert (tmp_path / "table.md").read_text() == md
     assert json.loads((tmp_path / "results.json").read_text())["table"][0]["seeds_asked"] == 3
+
+
+def test_an_init_never_asked_for_is_not_run_rather_than_missing() -> None:
+    scratch_only = [c for c in _cells() if c.init == "scratch"]
+    md = to_markdown(summarize(scratch_only, seeds_asked=3))
+    assert "| resnet50 | 5% | 72.0 ± 2.0 | not run | n/a |" in md
+    assert "| resnet50 | 100% | 95.0 ± 0.0 (n=1/3) | not run | n/a |" in md

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +140,55 @@ def test_sweep_verify_names_a_changed_shard(tmp_path, ray_session) -> None:
     spec = SweepSpec(data=str(out), inits=["scratch"], verify=True)
     with pytest.raises(ValueError, match="does not match its manifest checksum"):
         run_sweep(spec, Settings(workdir=tmp_path))
+
+
+def _kill_one_running_trial(after_s: float, killed: list[int]) -> threading.Thread:
+    """SIGKILL the first Tune trial process seen alive for `after_s` seconds (a crashed
+    node or the OOM killer, as far as Tune can tell)."""
+
+    def hunt() -> None:
+        first_seen: dict[int, float] = {}
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    if not cmdline.read_bytes().startswith(b"ray::ImplicitFunc"):
+                        continue
+                except OSError:
+                    continue
+                pid = int(cmdline.parent.name)
+                if time.time() - first_seen.setdefault(pid, time.time()) >= after_s:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=hunt, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(("retries", "failed"), [(1, 0), (0, 1)], ids=["retried", "recorded"])
+def test_a_crashed_trial_is_retried_or_its_cell_reported_missing(
+    data_dir, tmp_path, ray_session, retries: int, failed: int
+) -> None:
+    settings = Settings(workdir=tmp_path)
+    spec = SweepSpec(
+        data=str(data_dir), inits=["scratch"], encoders=["resnet50"], fractions=[1.0],
+        seeds=2, epochs=8, min_steps_per_epoch=3, search=SearchSpec(lr=[1e-2]),
+        trial_max_failures=retries,
+    )  # fmt: skip
+    killed: list[int] = []
+    hunter = _kill_one_running_trial(after_s=4.0, killed=killed)
+    result = run_sweep(spec, settings)
+    hunter.join(timeout=5)
+    assert len(killed) == 1, "no trial process was found to kill"
+    assert result.trials == 2 and result.failed_trials == failed
+    statuses = sorted(c["status"] for c in result.cells)
+    assert statuses == ["ok", "ok"] if failed == 0 else statuses == ["failed", "ok"]
+    if failed:  # the table names the missing seed instead of averaging over one silently
+        assert "(n=1/2)" in result.table_markdown, result.table_markdown
+    else:
+        assert "(n=" not in result.table_markdown and "missing" not in result.table_markdown
+    tags = MlflowClient(settings.tracking_uri).get_run(result.mlflow_run_id).data.tags
+    assert tags["selfie.failed_trials"] == str(failed)

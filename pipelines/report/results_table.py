@@ -36,6 +36,8 @@ class Stat:
     asked: int
 
     def text(self) -> str:
+        if self.asked == 0:
+            return "not run"
         if self.mean is None:
             return f"missing (n=0/{self.asked})"
         base = f"{100 * self.mean:.1f} ± {100 * (self.std or 0.0):.1f}"
@@ -64,6 +66,9 @@ def _stat(values: list[float], asked: int) -> Stat:
 
 
 def summarize(cells: list[CellResult], seeds_asked: int) -> list[TableRow]:
+    """Every (encoder, fraction) row; an init the sweep never asked for reads "not run",
+    one it asked for without a result "missing". Failed cells are listed, so they count."""
+    inits_asked = {c.init for c in cells}
     rows = []
     for encoder in sorted({c.encoder for c in cells}):
         for fraction in sorted({c.fraction for c in cells if c.encoder == encoder}):
@@ -80,8 +85,8 @@ def summarize(cells: list[CellResult], seeds_asked: int) -> list[TableRow]:
                 TableRow(
                     encoder,
                     fraction,
-                    _stat(accs("scratch"), seeds_asked),
-                    _stat(accs("selfie"), seeds_asked),
+                    _stat(accs("scratch"), seeds_asked if "scratch" in inits_asked else 0),
+                    _stat(accs("selfie"), seeds_asked if "selfie" in inits_asked else 0),
                 )
             )
     return rows
