@@ -46,6 +46,7 @@ class BodyLimit:
 def build_state(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
     dashboard = settings.ray_dashboard_url or start_local_head(settings)
     engine = make_engine(settings.resolved_database_url)
+    RayJobs.preload()
     return ServiceState(
         settings=settings,
         sessions=session_factory(engine),

@@ -193,8 +193,10 @@ def test_bounded_load_loses_nothing(service) -> None:
     from services.load_bench import bench_service
 
     body = _pretrain_body(service.data_dir, max_steps=2)
-    result = bench_service(service.url, TOKEN, clients=20, seconds=3, submit_body=body, submits=2)
-    assert result["reads"] > 20
+    result = bench_service(
+        service.url, TOKEN, clients=50, seconds=5, submit_body=body, submits=2, interval=0.2
+    )
+    assert result["reads"] > 50 * 5 / 0.2 / 2, result  # at least half the polls answered
     assert result["server_errors"] == 0 and result["transport_errors"] == 0, result
     assert set(result["status_counts"]) <= {"200", "201"}, result
     with pytest.raises(ValueError, match="this machine only"):
