@@ -13,6 +13,14 @@ from starlette.background import BackgroundTask
 from services import mlflow_browser as mb
 from services.api_errors import error_responses
 from services.deps import AuthDep, StateDep
+from services.history_models import (
+    ArtifactList,
+    ExperimentPage,
+    ExperimentView,
+    MetricHistory,
+    RunDetail,
+    RunPage,
+)
 
 _ERRORS = error_responses(401, 403, 404, 422)
 experiments = APIRouter(
@@ -38,7 +46,7 @@ def list_experiments(
     filter: Annotated[str | None, Query(max_length=1000, description="MLflow filter")] = None,
     max_results: PageSize = 100,
     page_token: Annotated[str | None, Query(max_length=2000)] = None,
-) -> dict:
+) -> ExperimentPage:
     return _call(
         mb.search_experiments,
         state.mlflow,
@@ -49,7 +57,7 @@ def list_experiments(
 
 
 @experiments.get("/{experiment_id}")
-def get_experiment(experiment_id: str, state: StateDep) -> dict:
+def get_experiment(experiment_id: str, state: StateDep) -> ExperimentView:
     return _call(mb.get_experiment, state.mlflow, experiment_id)
 
 
@@ -61,7 +69,7 @@ def search_runs(
     order_by: Annotated[list[str] | None, Query(max_length=10)] = None,
     max_results: PageSize = 100,
     page_token: Annotated[str | None, Query(max_length=2000)] = None,
-) -> dict:
+) -> RunPage:
     return _call(
         mb.search_runs,
         state.mlflow,
@@ -74,24 +82,35 @@ def search_runs(
 
 
 @runs.get("/{run_id}")
-def get_run(run_id: str, state: StateDep) -> dict:
+def get_run(run_id: str, state: StateDep) -> RunDetail:
     """Params, metrics, tags and lineage (parent, children, the pretraining a sweep used)."""
     return _call(mb.get_run, state.mlflow, run_id)
 
 
 @runs.get("/{run_id}/metrics/{key}")
-def metric_history(run_id: str, key: str, state: StateDep) -> dict:
+def metric_history(run_id: str, key: str, state: StateDep) -> MetricHistory:
     return _call(mb.metric_history, state.mlflow, run_id, key)
 
 
 @runs.get("/{run_id}/artifacts")
 def list_artifacts(
     run_id: str, state: StateDep, path: Annotated[str | None, Query(max_length=1000)] = None
-) -> dict:
+) -> ArtifactList:
     return _call(mb.list_artifacts, state.mlflow, run_id, path)
 
 
-@runs.get("/{run_id}/artifacts/download")
+@runs.get(
+    "/{run_id}/artifacts/download",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The file's bytes, as an attachment.",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
 def download_artifact(
     run_id: str, state: StateDep, path: Annotated[str, Query(min_length=1, max_length=1000)]
 ) -> FileResponse:
@@ -102,4 +121,9 @@ def download_artifact(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"{path!r} is a folder: list it instead"
         )
-    return FileResponse(local, filename=Path(local).name, background=BackgroundTask(tmp.cleanup))
+    return FileResponse(
+        local,
+        media_type="application/octet-stream",  # not guessed: `.pt` would read as a SNES file
+        filename=Path(local).name,
+        background=BackgroundTask(tmp.cleanup),
+    )
