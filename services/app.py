@@ -58,10 +58,10 @@ def build_state(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
 
 
 def freeze_startup_heap() -> None:
-    """Move everything alive after start-up (Ray, MLflow and SQLAlchemy modules: ~300k
-    objects) out of the collector's reach. Otherwise each full collection walks them all,
-    stalling every request for 100-160 ms several times a minute under load; measured with
-    `selfie bench service`, this alone took the read p99 from ~200 ms to ~30 ms."""
+    """Move everything alive after start-up (the Ray, MLflow and SQLAlchemy modules) out of
+    the collector's reach. Otherwise each full collection walks them all, stalling every
+    request for a tenth of a second and more several times a minute under load; measured
+    with `selfie bench service`, this alone took the read p99 from ~200 ms to ~30 ms."""
     gc.collect()
     gc.freeze()
 

@@ -118,8 +118,8 @@ class RayJobs:
 
     @staticmethod
     def preload() -> None:
-        """Import Ray's job client now, at start-up: the import holds the interpreter for a
-        second or more, which inside a request would stall every other request with it."""
+        """Import Ray's job client now, at start-up: the import holds the interpreter, which
+        inside a request would stall every other request with it."""
         use_ray_token_auth()  # before Ray is imported: it reads the auth mode then
         import ray.job_submission  # noqa: F401
 
