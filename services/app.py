@@ -75,13 +75,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = await asyncio.to_thread(build_state, settings, metrics)
         app.state.service = state
         freeze_startup_heap()
-        task = asyncio.create_task(
-            reconcile_forever(state.sessions, state.ray, settings.reconcile_seconds)
-        )
+        tasks = [
+            asyncio.create_task(
+                reconcile_forever(state.sessions, state.ray, settings.reconcile_seconds)
+            ),
+            asyncio.create_task(metrics.watch_runtime()),
+        ]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     app = FastAPI(
         title="Selfie pipelines control service",

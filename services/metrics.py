@@ -1,7 +1,10 @@
-"""Prometheus metrics: requests by route and status, latencies, and jobs by state."""
+"""Prometheus metrics: requests by route and status, latencies, jobs by state, and the two
+things that stall every request at once: garbage-collection pauses and event-loop lag."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -27,6 +30,39 @@ class ServiceMetrics:
         self.jobs = Gauge(
             "selfie_jobs", "Jobs in the store by state.", ["state"], registry=self.registry
         )
+        pauses = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
+        self.gc_pause = Histogram(
+            "selfie_gc_pause_seconds",
+            "Garbage-collection pauses (every request waits them out).",
+            ["generation"],
+            registry=self.registry,
+            buckets=pauses,
+        )
+        self.loop_lag = Histogram(
+            "selfie_event_loop_lag_seconds",
+            "How late the event loop wakes a 0.1 s timer (every request waits that too).",
+            registry=self.registry,
+            buckets=pauses,
+        )
+        self._gc_started = 0.0
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            pause = time.perf_counter() - self._gc_started
+            self.gc_pause.labels(str(info["generation"])).observe(pause)
+
+    async def watch_runtime(self, period: float = 0.1) -> None:
+        """Time GC pauses and event-loop lag until cancelled (run as a task in the lifespan)."""
+        gc.callbacks.append(self._on_gc)
+        try:
+            while True:
+                start = time.perf_counter()
+                await asyncio.sleep(period)
+                self.loop_lag.observe(max(0.0, time.perf_counter() - start - period))
+        finally:
+            gc.callbacks.remove(self._on_gc)
 
 
 class MetricsMiddleware:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -82,6 +83,12 @@ def _dashboard_alive(url: str) -> bool:
         return False
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_local_head(settings: Settings) -> str:
     """A local Ray head with its dashboard on 127.0.0.1, reused if one is already up."""
     url = f"http://127.0.0.1:{LOCAL_DASHBOARD_PORT}"
@@ -92,6 +99,10 @@ def start_local_head(settings: Settings) -> str:
         str(ray_bin), "start", "--head", "--dashboard-host", "127.0.0.1",
         "--dashboard-port", str(LOCAL_DASHBOARD_PORT), "--num-cpus", str(os.cpu_count() or 1),
         "--object-store-memory", str(settings.ray_object_store_mb * 1024 * 1024),
+        # Not the agent's fixed default port: this head outlives the service, and any other
+        # local Ray started later (a `ray.init()`, a test run) would find it taken and come
+        # up without a job agent ("No available agent to submit job").
+        "--dashboard-agent-listen-port", str(_free_port()),
         "--disable-usage-stats",
     ]  # fmt: skip
     log.info("starting a local Ray head: %s", " ".join(cmd))

@@ -117,6 +117,8 @@ def test_pretrain_job_succeeds_and_its_run_is_browsable(service) -> None:
         metrics = client.get("/metrics").text
         assert 'selfie_jobs{state="SUCCEEDED"}' in metrics
         assert "selfie_http_request_seconds_bucket" in metrics
+        assert "selfie_event_loop_lag_seconds_count" in metrics
+        assert 'selfie_gc_pause_seconds_count{generation="0"}' in metrics
         assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
         assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
 
