@@ -69,7 +69,12 @@ def test_two_workers_finish_and_mlflow_holds_everything(
 def _train_worker_pids() -> list[int]:
     from ray.util.state import list_actors
 
-    actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    # This session's cluster by address: with another Ray on the machine (the head `make
+    # demo` leaves up), the state API would otherwise ask that one.
+    actors = list_actors(
+        address=os.environ["SELFIE_TEST_RAY_DASHBOARD"],
+        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
+    )
     return [a.pid for a in actors]
 
 

@@ -276,6 +276,9 @@ def test_ray_outage_is_reported_refused_and_recovered_from(service, tmp_path) ->
             _wait_healthy(svc)
             closed = _wait(client, long.json()["id"], {"FAILED", "SUCCEEDED", "STOPPED"})
             assert closed["state"] == "FAILED" and "restarted" in closed["message"], closed
+            for follow in ("false", "true"):  # its logs went with the old head: 404, said so
+                gone = client.get(f"/v1/jobs/{closed['id']}/logs", params={"follow": follow})
+                assert gone.status_code == 404 and "no longer holds" in gone.json()["detail"]
             again = client.post("/v1/jobs", json=body)
             assert again.status_code == 201, again.text
             client.post(f"/v1/jobs/{again.json()['id']}/cancel")
