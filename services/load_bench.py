@@ -24,6 +24,8 @@ from urllib.parse import urlparse
 import httpx
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# A connection refused or cut, or an answer that is not the HTTP this reader expects.
+READ_ERRORS = (OSError, asyncio.IncompleteReadError, StopIteration, ValueError)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -56,7 +58,7 @@ class KeepAliveReader:
                 if line.lower().startswith("content-length:")
             )
             body = await reader.readexactly(length)
-        except (OSError, asyncio.IncompleteReadError, StopIteration, ValueError):
+        except READ_ERRORS:
             await self.close()
             raise
         return status, body
@@ -101,7 +103,7 @@ async def _run(
                     status, _ = await connection.get(path)
                     latencies.append(time.perf_counter() - start)
                     statuses[status] = statuses.get(status, 0) + 1
-                except (OSError, asyncio.IncompleteReadError, StopIteration, ValueError) as exc:
+                except READ_ERRORS as exc:
                     errors.append(type(exc).__name__)
                 n += 1
                 if interval:
