@@ -94,15 +94,15 @@ def bench_train_cmd(
     import tempfile
 
     from pipelines.bench.train_bench import bench_train
-    from pipelines.data.ingest import IngestOptions
     from pipelines.data.ingest import ingest as run_ingest
     from pipelines.ray_runtime import ensure_ray
     from pipelines.settings import get_settings
+    from pipelines.specs import IngestSpec
 
     with tempfile.TemporaryDirectory() as tmp:
         if data is None:
             data = str(Path(tmp) / "digits")
-            run_ingest(IngestOptions(source="mnist-sample", out=Path(data)))
+            run_ingest(IngestSpec(source="mnist-sample", out=data))
         emit(bench_train(data, batch_size, steps, lambda: ensure_ray(get_settings())), as_json)
 
 
@@ -156,22 +156,23 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="Print the manifest summary as JSON."),
 ) -> None:
     """Turn images into WebDataset shards and a manifest."""
-    from pipelines.data.ingest import IngestOptions
     from pipelines.data.ingest import ingest as run_ingest
+    from pipelines.specs import IngestSpec, build_spec
 
-    if on_error not in ("fail", "skip"):
-        raise SpecError(f"--on-error must be fail or skip, got {on_error!r}")
-    opts = IngestOptions(
-        source=source,
-        out=out,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        image_size=image_size,
-        shard_max_count=shard_max_count,
-        shard_max_bytes=int(shard_max_mb * 1024 * 1024),
-        seed=seed,
-        on_error=on_error,  # type: ignore[arg-type]
-        overwrite=overwrite,
+    opts = build_spec(
+        IngestSpec,
+        dict(
+            source=source,
+            out=out,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            image_size=image_size,
+            shard_max_count=shard_max_count,
+            shard_max_mb=shard_max_mb,
+            seed=seed,
+            on_error=on_error,
+            overwrite=overwrite,
+        ),
     )
     with progress_bar("ingesting") as advance:
         manifest = run_ingest(opts, progress=advance)
@@ -235,6 +236,7 @@ def pretrain(
             "mask_fraction": mask_fraction,
             "checkpoint_every": checkpoint_every,
             "run_name": resume or run_name,
+            "resume": bool(resume) or None,
             "verify": verify,
         },
     )
@@ -243,7 +245,7 @@ def pretrain(
     if "data" not in fields:
         raise SpecError("pretrain needs --data DIR (or `data:` in --config)")
     spec = build_spec(PretrainSpec, fields)
-    result = run_pretrain(spec, get_settings(), resume=resume)
+    result = run_pretrain(spec, get_settings())
     emit(result.to_dict(), as_json)
 
 
@@ -307,7 +309,7 @@ def sweep(
         config,
         {
             "data": data,
-            "encoder": encoder,
+            "pretrained": encoder,
             "fractions": _floats(fractions),
             "seeds": seeds,
             "encoders": _words(encoders),
@@ -316,6 +318,7 @@ def sweep(
             "cpus_per_trial": cpus_per_trial,
             "gpus_per_trial": gpus_per_trial,
             "run_name": resume or run_name,
+            "resume": bool(resume) or None,
             "verify": verify,
         },
     )
@@ -332,7 +335,7 @@ def sweep(
     if "data" not in fields:
         raise SpecError("sweep needs --data DIR (or `data:` in --config)")
     spec = build_spec(SweepSpec, fields)
-    result = run_sweep(spec, get_settings(), resume=resume)
+    result = run_sweep(spec, get_settings())
     if as_json:
         emit(result.to_dict(), as_json=True)
         return
@@ -513,11 +516,11 @@ def cancel_cmd(
 
 
 def main() -> None:
-    from services.client import ServiceError
+    from pipelines.errors import SelfieError
 
     try:
         app()
-    except (SpecError, ValueError, FileNotFoundError, FileExistsError, ServiceError) as exc:
+    except SelfieError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
 

@@ -9,36 +9,25 @@ import json
 import os
 import sys
 
-RESULT_MARKER = "SELFIE_RESULT "
-KIND_ENV = "SELFIE_JOB_KIND"
-SPEC_ENV = "SELFIE_JOB_SPEC"
+from pipelines.specs.names import JOB_KIND_ENV, JOB_SPEC_ENV, RESULT_MARKER
 
 
 def main() -> int:
+    from pipelines.errors import SelfieError
     from pipelines.settings import Settings
-    from pipelines.specs import PipelineSpec, PretrainSpec, SpecError, SweepSpec, build_spec
+    from pipelines.specs import JOB_KINDS, build_spec
 
-    kind, raw = os.environ.get(KIND_ENV), os.environ.get(SPEC_ENV)
-    models = {"pretrain": PretrainSpec, "sweep": SweepSpec, "pipeline": PipelineSpec}
-    if kind not in models or raw is None:
-        print(f"job entry needs {KIND_ENV} in {sorted(models)} and {SPEC_ENV}", file=sys.stderr)
+    kind, raw = os.environ.get(JOB_KIND_ENV), os.environ.get(JOB_SPEC_ENV)
+    if kind not in JOB_KINDS or raw is None:
+        print(
+            f"job entry needs {JOB_KIND_ENV} in {sorted(JOB_KINDS)} and {JOB_SPEC_ENV}",
+            file=sys.stderr,
+        )
         return 2
-    settings = Settings()
+    job = JOB_KINDS[kind]
     try:
-        spec = build_spec(models[kind], json.loads(raw))
-        if kind == "pretrain":
-            from pipelines.pretrain.driver import run_pretrain
-
-            result = run_pretrain(spec, settings).to_dict()
-        elif kind == "sweep":
-            from pipelines.sweep.driver import run_sweep
-
-            result = run_sweep(spec, settings).to_dict()
-        else:
-            from pipelines.pipeline_run import run_pipeline
-
-            result = run_pipeline(spec, settings).to_dict()
-    except (SpecError, ValueError, FileNotFoundError) as exc:
+        result = job.run(build_spec(job.spec, json.loads(raw)), Settings()).to_dict()
+    except SelfieError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     print(RESULT_MARKER + json.dumps(result, default=str), flush=True)

@@ -1,20 +1,25 @@
 """`selfie pipeline`: ingest (if needed), pretrain, sweep and report as one MLflow parent run.
 
 The pretraining and sweep runs are nested under the pipeline's run (and the trials under
-the sweep's), all in the pipeline's experiment, so the MLflow UI shows one tree.
+the sweep's), all in the pipeline's experiment, so the MLflow UI shows one tree. Resuming a
+pipeline resumes the stage that stopped: a pretraining that finished is not run again.
 """
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from pipelines.settings import Settings
-from pipelines.specs import MANIFEST_NAME, PipelineSpec, SpecError
-from pipelines.tracking import create_named_run, ensure_experiment, tracking_client
+from pipelines.specs import MANIFEST_NAME, FileWeights, PipelineSpec, SpecError
+from pipelines.specs.names import (
+    PRETRAIN_RUN_TAG,
+    REPORT_ARTIFACT_DIR,
+    RESULT_FILE,
+    SWEEP_RUN_TAG,
+)
+from pipelines.tracked_run import TrackedRun, tracked_run
+from pipelines.tracking import find_named_run
 
 
 @dataclass
@@ -31,49 +36,55 @@ class PipelineResult:
         return asdict(self)
 
 
+def _stage_started(run: TrackedRun, stage_name: str) -> bool:
+    """On resume, whether a stage's run exists (then it is resumed, not created again)."""
+    return run.resumed and find_named_run(run.client, run.experiment_id, stage_name) is not None
+
+
 def run_pipeline(spec: PipelineSpec, settings: Settings, progress=None) -> PipelineResult:
-    from pipelines.data.ingest import IngestOptions, ingest
-    from pipelines.pretrain.driver import run_pretrain
-    from pipelines.report.publish import REPORT_ARTIFACT_DIR
+    from pipelines.data.ingest import ingest
+    from pipelines.pretrain.driver import PretrainResult, run_pretrain
     from pipelines.sweep.driver import run_sweep
 
-    data_dir = Path(spec.data).expanduser()
-    needs_ingest = not (data_dir / MANIFEST_NAME).is_file()
+    needs_ingest = not (spec.data_dir() / MANIFEST_NAME).is_file()
     if needs_ingest and not spec.source:
         raise SpecError(f"data dir {spec.data!r} has no manifest and the pipeline names no source")
-    client = tracking_client(settings)
-    experiment_id = ensure_experiment(client, spec.experiment, settings)
-    name = spec.run_name or f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    run_id = create_named_run(client, experiment_id, name=name, kind="pipeline")
-    client.log_text(run_id, spec.model_dump_json(indent=2), "pipeline_spec.json")
-    try:
+    with tracked_run(spec, settings, kind="pipeline") as run:
+        if not run.resumed:
+            run.client.log_text(run.run_id, spec.model_dump_json(indent=2), "pipeline_spec.json")
         if needs_ingest:
-            ingest(IngestOptions(source=spec.source, out=data_dir), progress)
-        pre = run_pretrain(
-            spec.pretrain_spec(run_name=f"{name}-pretrain"), settings, parent_run_id=run_id
-        )
-        client.set_tag(run_id, "selfie.pretrain_run_id", pre.mlflow_run_id)
+            ingest(spec.ingest_spec(), progress)
+        pre_name = f"{run.name}-pretrain"
+        done = settings.resolved_workdir / "results" / pre_name / RESULT_FILE
+        if run.resumed and done.is_file():
+            pre = PretrainResult(**json.loads(done.read_text()))
+        else:
+            pre = run_pretrain(
+                spec.pretrain_spec(pre_name, resume=_stage_started(run, pre_name)),
+                settings,
+                parent_run_id=run.run_id,
+            )
+        run.client.set_tag(run.run_id, PRETRAIN_RUN_TAG, pre.mlflow_run_id)
+        sweep_name = f"{run.name}-sweep"
         sweep = run_sweep(
-            spec.sweep_spec(encoder=str(Path(pre.result_file).parent), run_name=f"{name}-sweep"),
+            spec.sweep_spec(
+                FileWeights(path=str(done.parent)),
+                sweep_name,
+                resume=_stage_started(run, sweep_name),
+            ),
             settings,
-            parent_run_id=run_id,
+            parent_run_id=run.run_id,
         )
-        client.set_tag(run_id, "selfie.sweep_run_id", sweep.mlflow_run_id)
-        client.log_artifacts(run_id, sweep.report_dir, REPORT_ARTIFACT_DIR)
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    client.set_terminated(run_id, status="FINISHED")
-    result = PipelineResult(
-        run_name=name,
-        mlflow_run_id=run_id,
-        pretrain_run_id=pre.mlflow_run_id,
-        sweep_run_id=sweep.mlflow_run_id,
-        encoder=pre.encoder,
-        table_markdown=sweep.table_markdown,
-        report_dir=sweep.report_dir,
-    )
-    out = settings.resolved_workdir / "results" / name
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
-    return result
+        run.client.set_tag(run.run_id, SWEEP_RUN_TAG, sweep.mlflow_run_id)
+        run.client.log_artifacts(run.run_id, sweep.report_dir, REPORT_ARTIFACT_DIR)
+        result = PipelineResult(
+            run_name=run.name,
+            mlflow_run_id=run.run_id,
+            pretrain_run_id=pre.mlflow_run_id,
+            sweep_run_id=sweep.mlflow_run_id,
+            encoder=pre.encoder,
+            table_markdown=sweep.table_markdown,
+            report_dir=sweep.report_dir,
+        )
+        run.write_result(result.to_dict())
+        return result

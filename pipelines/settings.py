@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pipelines.errors import SelfieError
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SELFIE_", extra="ignore")
@@ -84,7 +86,7 @@ class Settings(BaseSettings):
         if self.api_token is not None:
             return self.api_token.get_secret_value()
         if self.environment == "production":
-            raise ValueError("SELFIE_API_TOKEN must be set when SELFIE_ENVIRONMENT=production")
+            raise SelfieError("SELFIE_API_TOKEN must be set when SELFIE_ENVIRONMENT=production")
         path = self.resolved_workdir / "api_token"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)

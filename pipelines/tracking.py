@@ -10,6 +10,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from pipelines.settings import Settings
+from pipelines.specs.names import KIND_TAG, PARENT_RUN_TAG, RUN_NAME_TAG
 
 
 def tracking_client(settings: Settings) -> MlflowClient:
@@ -62,10 +63,6 @@ class MetricBuffer:
         self.pending = []
 
 
-RUN_NAME_TAG = "selfie.run_name"
-KIND_TAG = "selfie.kind"
-
-
 def find_named_run(client: MlflowClient, experiment_id: str, name: str):
     """The run our drivers created under `name` (our tag, unique per experiment), or None."""
     runs = client.search_runs(
@@ -87,7 +84,7 @@ def create_named_run(
     """Create a run tagged with its name and kind (nested under a parent when given)."""
     all_tags = {RUN_NAME_TAG: name, KIND_TAG: kind, **(tags or {})}
     if parent_run_id:
-        all_tags["mlflow.parentRunId"] = parent_run_id
+        all_tags[PARENT_RUN_TAG] = parent_run_id
     run_id = client.create_run(experiment_id, run_name=name, tags=all_tags).info.run_id
     if params:
         flat = [Param(k, v) for k, v in flatten_params(params).items()]

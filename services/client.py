@@ -8,19 +8,18 @@ from typing import Any
 
 import httpx
 
+from pipelines.errors import SelfieError
+from pipelines.specs import JOB_KINDS, SpecError
 from services.job_models import JobList, JobPublic, JobState
 
 
-class ServiceError(RuntimeError):
+class ServiceError(SelfieError):
     """The service answered with an error; the message is its `detail`."""
 
     def __init__(self, status_code: int, detail: str) -> None:
         super().__init__(f"{detail} (HTTP {status_code})")
         self.status_code = status_code
         self.detail = detail
-
-
-JOB_KINDS = ("pretrain", "sweep", "pipeline")
 
 
 def job_request(data: dict, name: str | None = None) -> dict:
@@ -31,7 +30,7 @@ def job_request(data: dict, name: str | None = None) -> dict:
     else:
         kind, spec = data.get("kind"), data
     if kind not in JOB_KINDS:
-        raise ValueError(f"`kind` must be one of {', '.join(JOB_KINDS)}, got {kind!r}")
+        raise SpecError(f"`kind` must be one of {', '.join(JOB_KINDS)}, got {kind!r}")
     return {"kind": kind, "spec": spec, "name": name}
 
 

@@ -6,21 +6,16 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from sqlalchemy import JSON, DateTime, Dialect, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from pipelines.specs import PipelineSpec, PretrainSpec, SweepSpec
+from pipelines.specs import JOB_KINDS, JobKind
 
-JobKind = Literal["pretrain", "sweep", "pipeline"]
-SPEC_MODELS: dict[str, type[BaseModel]] = {
-    "pretrain": PretrainSpec,
-    "sweep": SweepSpec,
-    "pipeline": PipelineSpec,
-}
+JobKindName = Literal[tuple(JOB_KINDS)]  # type: ignore[valid-type]
 
 
 class JobState(StrEnum):
@@ -88,37 +83,30 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-class PretrainJobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["pretrain"]
-    spec: PretrainSpec
-    name: str | None = Field(default=None, max_length=200)
-
-
-class SweepJobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["sweep"]
-    spec: SweepSpec
-    name: str | None = Field(default=None, max_length=200)
-
-
-class PipelineJobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["pipeline"]
-    spec: PipelineSpec
-    name: str | None = Field(default=None, max_length=200)
+def _job_create_model(kind: JobKind) -> type[BaseModel]:
+    """`{kind, spec, name}` for one job kind, its spec typed by the registry's model."""
+    return create_model(
+        f"{kind.spec.__name__.removesuffix('Spec')}JobCreate",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__=kind.summary,
+        kind=(Literal[kind.name], ...),
+        spec=(kind.spec, ...),
+        name=(str | None, Field(default=None, max_length=200)),
+    )
 
 
 JobCreate = Annotated[
-    PretrainJobCreate | SweepJobCreate | PipelineJobCreate, Field(discriminator="kind")
+    Union[tuple(_job_create_model(k) for k in JOB_KINDS.values())],  # noqa: UP007
+    Field(discriminator="kind"),
 ]
+"""The body of POST /v1/jobs: one model per registered job kind, told apart by `kind`."""
 
 
 class JobPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
-    kind: JobKind
+    kind: JobKindName
     name: str | None
     state: JobState
     message: str | None

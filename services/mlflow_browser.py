@@ -6,6 +6,7 @@ from mlflow.entities import Experiment, Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from pipelines.specs.names import KIND_TAG, PARENT_RUN_TAG, PRETRAIN_RUN_TAG
 from services.history_models import (
     ArtifactFile,
     ArtifactList,
@@ -19,8 +20,6 @@ from services.history_models import (
     RunPage,
     RunSummary,
 )
-
-PRETRAIN_TAG = "selfie.pretrain_run_id"
 
 
 class NotFound(LookupError):
@@ -51,8 +50,8 @@ def _summary_fields(run: Run) -> dict:
         "status": info.status,
         "start_time": info.start_time,
         "end_time": info.end_time,
-        "parent_run_id": run.data.tags.get("mlflow.parentRunId"),
-        "kind": run.data.tags.get("selfie.kind"),
+        "parent_run_id": run.data.tags.get(PARENT_RUN_TAG),
+        "kind": run.data.tags.get(KIND_TAG),
     }
 
 
@@ -114,7 +113,7 @@ def get_run(client: MlflowClient, run_id: str) -> RunDetail:
     run = _get_run(client, run_id)
     children = client.search_runs(
         [run.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'",
+        filter_string=f"tags.`{PARENT_RUN_TAG}` = '{run_id}'",
         max_results=1000,
     )
     return RunDetail(
@@ -123,9 +122,9 @@ def get_run(client: MlflowClient, run_id: str) -> RunDetail:
         metrics=dict(run.data.metrics),
         tags={k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.log-model")},
         lineage=RunLineage(
-            parent_run_id=run.data.tags.get("mlflow.parentRunId"),
+            parent_run_id=run.data.tags.get(PARENT_RUN_TAG),
             children=[c.info.run_id for c in children],
-            pretrain_run_id=run.data.tags.get(PRETRAIN_TAG),
+            pretrain_run_id=run.data.tags.get(PRETRAIN_RUN_TAG),
         ),
         inputs=[
             DatasetInput(name=d.dataset.name, digest=d.dataset.digest, source=d.dataset.source)

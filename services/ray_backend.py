@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from pipelines.job_entry import KIND_ENV, RESULT_MARKER, SPEC_ENV
 from pipelines.settings import Settings
+from pipelines.specs.names import JOB_KIND_ENV, JOB_SPEC_ENV, RESULT_MARKER
 from services.job_models import JobState
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,8 @@ class RayJobs:
     def submit(self, *, submission_id: str, kind: str, spec: dict) -> None:
         env = {
             "SELFIE_SUBMISSION_ID": submission_id,
-            KIND_ENV: kind,
-            SPEC_ENV: json.dumps(spec),
+            JOB_KIND_ENV: kind,
+            JOB_SPEC_ENV: json.dumps(spec),
             "SELFIE_WORKDIR": str(self.settings.resolved_workdir),
             "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
             "PYTHONUNBUFFERED": "1",

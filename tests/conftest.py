@@ -40,11 +40,12 @@ def service(tmp_path_factory, ray_session):
     """A real `selfie serve` on 127.0.0.1 against the session's Ray, with 200 synthetic
     images ingested under its only data root. One per session: the schemathesis run then
     meets the jobs and MLflow runs the other service tests left."""
-    from pipelines.data.ingest import IngestOptions, ingest
+    from pipelines.data.ingest import ingest
+    from pipelines.specs import IngestSpec
     from tests.service_process import ServiceProcess
 
     root = tmp_path_factory.mktemp("svc")
-    ingest(IngestOptions(source="synthetic:200", out=root / "data", shard_max_count=100))
+    ingest(IngestSpec(source="synthetic:200", out=root / "data", shard_max_count=100))
     proc = ServiceProcess(root / "work", os.environ["SELFIE_TEST_RAY_DASHBOARD"], root).start()
     proc.data_dir = root / "data"
     yield proc

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipelines.data.ingest import IngestOptions, ingest
+from pipelines.data.ingest import ingest
 from pipelines.data.loader import ShardData, read_subset
+from pipelines.specs import IngestSpec
 from pipelines.sweep.finetune import (
     FinetuneConfig,
     build_model,
@@ -21,7 +22,7 @@ from selfie_core import SelfieConfig, SelfieModel
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> ShardData:
     out = tmp_path_factory.mktemp("ft") / "d"
-    ingest(IngestOptions(source="synthetic:400", out=out, shard_max_count=100))
+    ingest(IngestSpec(source="synthetic:400", out=out, shard_max_count=100))
     return ShardData.open(out)
 
 

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from pipelines.data.augment import ImageTransform
-from pipelines.data.ingest import IngestOptions, ingest
+from pipelines.data.ingest import ingest
 from pipelines.data.loader import EncodedSamples, ShardData, ShardStream, read_subset
+from pipelines.errors import DataError
+from pipelines.specs import IngestSpec
 from selfie_core.subsets import labeled_subset
 
 
@@ -15,7 +17,7 @@ from selfie_core.subsets import labeled_subset
 def data_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("loader") / "d"
     # Uneven shards: 233 train samples in shards of 50 -> 50, 50, 50, 50, 33.
-    ingest(IngestOptions(source="synthetic:300", out=out, shard_max_count=50))
+    ingest(IngestSpec(source="synthetic:300", out=out, shard_max_count=50))
     return out
 
 
@@ -88,5 +90,5 @@ def test_verify_on_open(data_dir: Path, tmp_path: Path) -> None:
     ShardData.open(copy, verify=True)
     shard = copy / "train" / "train-000000.tar"
     shard.write_bytes(shard.read_bytes()[:-1024] + b"\1" * 1024)
-    with pytest.raises(ValueError, match=r"train-000000\.tar"):
+    with pytest.raises(DataError, match=r"train-000000\.tar"):
         ShardData.open(copy, verify=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines.data.ingest import IngestOptions, ingest
+from pipelines.data.ingest import ingest
 from pipelines.pretrain.driver import PretrainResult, run_pretrain
 from pipelines.settings import Settings
-from pipelines.specs import OptimSpec, PretrainSpec, SpecError
+from pipelines.specs import IngestSpec, OptimSpec, PretrainSpec, SpecError
 from pipelines.training.checkpoint import load_encoder
 
 pytestmark = pytest.mark.ray
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.ray
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pretrain") / "data"
-    ingest(IngestOptions(source="mnist-sample", out=out, shard_max_count=500))
+    ingest(IngestSpec(source="mnist-sample", out=out, shard_max_count=500))
     return out
 
 
@@ -125,14 +125,13 @@ def test_stopped_run_resumes_from_its_last_step(
     )
     assert first.steps == 8
     second = run_pretrain(
-        _spec(data_dir, workers=1, max_steps=12, checkpoint_every=4, run_name="r1"),
+        _spec(data_dir, workers=1, max_steps=12, checkpoint_every=4, run_name="r1", resume=True),
         settings,
-        resume="r1",
     )
     assert second.resumed_from_step == 8 and second.steps == 12
     assert second.mlflow_run_id == first.mlflow_run_id
-    with pytest.raises(SpecError, match="no pretraining run named 'nope'"):
-        run_pretrain(_spec(data_dir, run_name="nope"), settings, resume="nope")
+    with pytest.raises(SpecError, match="no pretrain run named 'nope'"):
+        run_pretrain(_spec(data_dir, run_name="nope", resume=True), settings)
     with pytest.raises(SpecError, match="exists already"):
         run_pretrain(_spec(data_dir, run_name="r1"), settings)
 

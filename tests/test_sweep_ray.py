@@ -14,11 +14,12 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipelines.data.ingest import IngestOptions, ingest
+from pipelines.data.ingest import ingest
+from pipelines.errors import DataError, SelfieError
 from pipelines.pipeline_run import run_pipeline
 from pipelines.report.from_run import report_for_run
 from pipelines.settings import Settings
-from pipelines.specs import PipelineSpec, SearchSpec, SpecError, SweepSpec
+from pipelines.specs import IngestSpec, PipelineSpec, SearchSpec, SpecError, SweepSpec
 from pipelines.sweep.driver import run_sweep
 from pipelines.training.checkpoint import ENCODER_FILE
 from selfie_core import SelfieConfig, SelfieModel
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.ray
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sweep") / "data"
-    ingest(IngestOptions(source="synthetic:300", out=out, shard_max_count=100))
+    ingest(IngestSpec(source="synthetic:300", out=out, shard_max_count=100))
     return out
 
 
@@ -47,8 +48,9 @@ def encoder_file(tmp_path_factory) -> Path:
 
 def _sweep(data_dir: Path, encoder: Path, **kw) -> SweepSpec:
     base = dict(
-        data=str(data_dir), encoder=str(encoder), encoders=["resnet50"], fractions=[0.2, 1.0],
-        seeds=2, epochs=2, min_steps_per_epoch=3, search=SearchSpec(lr=[1e-2]),
+        data=str(data_dir), pretrained=str(encoder), architectures=["resnet50"],
+        fractions=[0.2, 1.0], seeds=2, epochs=2, min_steps_per_epoch=3,
+        search=SearchSpec(lr=[1e-2]),
     )  # fmt: skip
     base.update(kw)
     return SweepSpec(**base)
@@ -83,7 +85,7 @@ def test_bad_encoder_and_report_inputs(data_dir, tmp_path, ray_session) -> None:
     settings = Settings(workdir=tmp_path)
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"\x00" * 100)
-    with pytest.raises(ValueError, match=r"broken\.pt.*truncated or corrupt"):
+    with pytest.raises(SelfieError, match=r"broken\.pt.*truncated or corrupt"):
         run_sweep(_sweep(data_dir, broken), settings)
     with pytest.raises(SpecError, match="neither a file"):
         run_sweep(_sweep(data_dir, Path("0123456789abcdef")), settings)
@@ -134,11 +136,11 @@ def test_cli_sweep_errors_are_one_sentence(data_dir) -> None:
 
 def test_sweep_verify_names_a_changed_shard(tmp_path, ray_session) -> None:
     out = tmp_path / "data"
-    manifest = ingest(IngestOptions(source="synthetic:60", out=out))
+    manifest = ingest(IngestSpec(source="synthetic:60", out=out))
     shard = out / manifest.shards["train"][0].path
     shard.write_bytes(shard.read_bytes() + b"\0" * 512)
     spec = SweepSpec(data=str(out), inits=["scratch"], verify=True)
-    with pytest.raises(ValueError, match="does not match its manifest checksum"):
+    with pytest.raises(DataError, match="does not match its manifest checksum"):
         run_sweep(spec, Settings(workdir=tmp_path))
 
 
@@ -174,7 +176,7 @@ def test_a_crashed_trial_is_retried_or_its_cell_reported_missing(
 ) -> None:
     settings = Settings(workdir=tmp_path)
     spec = SweepSpec(
-        data=str(data_dir), inits=["scratch"], encoders=["resnet50"], fractions=[1.0],
+        data=str(data_dir), inits=["scratch"], architectures=["resnet50"], fractions=[1.0],
         seeds=2, epochs=8, min_steps_per_epoch=3, search=SearchSpec(lr=[1e-2]),
         trial_max_failures=retries,
     )  # fmt: skip

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.data.ingest import IngestOptions, ingest
+from pipelines.data.ingest import ingest
+from pipelines.specs import IngestSpec
 from tests.ray_cluster import RAY, PrivateRayCluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 def test_pretraining_spans_two_nodes(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    ingest(IngestOptions(source="synthetic:200", out=data, shard_max_count=50))
+    ingest(IngestSpec(source="synthetic:200", out=data, shard_max_count=50))
     cluster = PrivateRayCluster()
     env, port, dashboard = cluster.env, cluster.port, cluster.dashboard_port
     try:

@@ -11,9 +11,8 @@ import glob
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -29,37 +28,12 @@ from pipelines.data.manifest import (
 )
 from pipelines.data.shard_io import ShardReadError, image_bytes, iter_shard, write_shards
 from pipelines.data.sources import Entry, EntryError, SourceError, open_source
-from pipelines.specs import MANIFEST_NAME
+from pipelines.errors import SelfieError
+from pipelines.specs import MANIFEST_NAME, IngestSpec
 
-OnError = Literal["fail", "skip"]
 
-
-class IngestError(ValueError):
+class IngestError(SelfieError):
     """Ingest stopped; nothing in the output dir was changed."""
-
-
-@dataclass(frozen=True)
-class IngestOptions:
-    source: str
-    out: Path
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    image_size: int | None = None
-    shard_max_count: int = 1000
-    shard_max_bytes: int = 256 * 1024 * 1024
-    seed: int = 0
-    on_error: OnError = "fail"
-    overwrite: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise IngestError(f"{name} must lie in [0, 1), got {value}")
-        if self.val_fraction + self.test_fraction >= 1.0:
-            raise IngestError("val_fraction + test_fraction must leave some images for training")
-        if self.shard_max_count < 1 or self.shard_max_bytes < 1024:
-            raise IngestError("shard size must be at least 1 sample and 1 KiB")
 
 
 Progress = Callable[[int], None]
@@ -109,19 +83,52 @@ class _Stats:
         return mean.tolist(), std.tolist()
 
 
-def _refuse_existing(opts: IngestOptions) -> None:
-    existing = [n for n in (MANIFEST_NAME, *SPLITS) if (opts.out / n).exists()]
+def _refuse_existing(opts: IngestSpec) -> None:
+    existing = [n for n in (MANIFEST_NAME, *SPLITS) if (opts.out_dir() / n).exists()]
     if existing and not opts.overwrite:
         raise IngestError(
-            f"{str(opts.out)!r} already holds ingested data ({', '.join(existing)}): "
+            f"{str(opts.out_dir())!r} already holds ingested data ({', '.join(existing)}): "
             "pass --overwrite to replace it or choose another --out"
         )
 
 
-def ingest(opts: IngestOptions, progress: Progress | None = None) -> Manifest:
+@dataclass
+class IngestResult:
+    """What an ingest made, small enough to print or return over REST."""
+
+    out: str
+    source: str
+    counts: dict[str, int]
+    classes: int
+    image_size: int
+    shards: dict[str, int]
+    skipped: int
+
+    @classmethod
+    def of(cls, out: Path, manifest: Manifest) -> IngestResult:
+        return cls(
+            out=str(out),
+            source=manifest.source,
+            counts=manifest.counts,
+            classes=len(manifest.class_names),
+            image_size=manifest.image_size,
+            shards={k: len(v) for k, v in manifest.shards.items()},
+            skipped=len(manifest.skipped),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_ingest(spec: IngestSpec, settings: object = None, progress: Progress | None = None):
+    """The job runner (see `JOB_KINDS`): ingest, then summarise."""
+    return IngestResult.of(spec.out_dir(), ingest(spec, progress))
+
+
+def ingest(opts: IngestSpec, progress: Progress | None = None) -> Manifest:
     """Run the whole ingest; return the manifest written."""
     _refuse_existing(opts)
-    opts.out.mkdir(parents=True, exist_ok=True)
+    opts.out_dir().mkdir(parents=True, exist_ok=True)
     if opts.source.startswith("shards:"):
         return _index_shards(opts, progress)
     try:
@@ -139,7 +146,7 @@ def ingest(opts: IngestOptions, progress: Progress | None = None) -> Manifest:
         raise IngestError(f"source {opts.source!r} holds no images")
     image_size = opts.image_size or source.image_size
     splits = stratified_split(source.entries, opts.val_fraction, opts.test_fraction, opts.seed)
-    staging = opts.out / f".staging-{uuid.uuid4().hex[:8]}"
+    staging = opts.out_dir() / f".staging-{uuid.uuid4().hex[:8]}"
     stats = _Stats()
     num_classes = len(source.class_names)
     class_counts = {s: [0] * num_classes for s in SPLITS}
@@ -189,8 +196,8 @@ def ingest(opts: IngestOptions, progress: Progress | None = None) -> Manifest:
             shards=shards,
             skipped=skipped,
         )
-        _swap_into_place(staging, opts.out)
-        write_manifest_atomically(opts.out, manifest)
+        _swap_into_place(staging, opts.out_dir())
+        write_manifest_atomically(opts.out_dir(), manifest)
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -209,7 +216,7 @@ def _swap_into_place(staging: Path, out: Path) -> None:
             target.mkdir()
 
 
-def _index_shards(opts: IngestOptions, progress: Progress | None) -> Manifest:
+def _index_shards(opts: IngestSpec, progress: Progress | None) -> Manifest:
     """Validate existing shards and write a manifest that points at them where they lie.
 
     The pattern may hold `{split}` (e.g. `/data/{split}-*.tar`) to name train/val/test sets;
@@ -294,5 +301,5 @@ def _index_shards(opts: IngestOptions, progress: Progress | None) -> Manifest:
         shards=shards,
         skipped=skipped,
     )
-    write_manifest_atomically(opts.out, manifest)
+    write_manifest_atomically(opts.out_dir(), manifest)
     return manifest

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from pipelines.errors import DataError
 from pipelines.specs import MANIFEST_NAME
 
 Split = Literal["train", "val", "test"]
@@ -78,7 +79,7 @@ def sha256_file(path: str | Path) -> str:
 def load_manifest(data_dir: str | Path) -> Manifest:
     path = Path(data_dir) / MANIFEST_NAME
     if not path.is_file():
-        raise FileNotFoundError(
+        raise DataError(
             f"{str(data_dir)!r} has no {MANIFEST_NAME}: run `selfie ingest --out {data_dir}` first"
         )
     return Manifest.model_validate_json(path.read_text())
@@ -101,9 +102,9 @@ def verify_shards(data_dir: Path, manifest: Manifest) -> None:
         for shard in manifest.shards.get(split, []):
             path = resolve(data_dir, shard.path)
             if not path.is_file():
-                raise FileNotFoundError(f"shard {str(path)!r} named in the manifest is missing")
+                raise DataError(f"shard {str(path)!r} named in the manifest is missing")
             if sha256_file(path) != shard.sha256:
-                raise ValueError(
+                raise DataError(
                     f"shard {str(path)!r} does not match its manifest checksum: re-run ingest"
                 )
 

@@ -14,11 +14,12 @@ import fsspec
 import webdataset as wds
 
 from pipelines.data.manifest import ShardInfo, sha256_file
+from pipelines.errors import DataError
 
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp", "ppm", "bmp")
 
 
-class ShardReadError(ValueError):
+class ShardReadError(DataError):
     """A shard is truncated or not a tar file."""
 
 

@@ -14,15 +14,16 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipelines.data.images import to_square
+from pipelines.errors import SelfieError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
 
-class SourceError(ValueError):
+class SourceError(SelfieError):
     """The source cannot be read at all (missing path, truncated archive, unknown kind)."""
 
 
-class EntryError(ValueError):
+class EntryError(SelfieError):
     """One entry cannot be used (undecodable image); ingest skips or stops on it."""
 
 

@@ -1,28 +1,26 @@
 """The pretraining driver: validate, start the MLflow run, run Ray Train, publish the encoder.
 
 The driver owns the MLflow run (created here, passed by id to rank 0, closed here), so a
-restarted worker keeps logging into the same run and a resumed run (`--resume NAME`)
+restarted worker keeps logging into the same run and a resumed run (`resume`)
 continues its own history.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipelines.data.manifest import load_manifest
 from pipelines.settings import Settings
 from pipelines.specs import PretrainSpec, SpecError
-from pipelines.tracking import (
-    create_named_run,
-    ensure_experiment,
-    find_named_run,
-    tracking_client,
+from pipelines.specs.names import (
+    ENCODER_ARTIFACT_DIR,
+    MANIFEST_DIGEST_TAG,
+    PRESET_TAG,
+    RESULT_FILE,
 )
+from pipelines.tracked_run import TrackedRun, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +56,25 @@ def _check_geometry(spec: PretrainSpec, image_size: int) -> None:
 def run_pretrain(
     spec: PretrainSpec,
     settings: Settings,
-    resume: str | None = None,
     parent_run_id: str | None = None,
 ) -> PretrainResult:
     """Run (or resume) one pretraining; return where its run, checkpoint and encoder are."""
+    spec.check_paths()
+    manifest = load_manifest(spec.data_dir())
+    _check_geometry(spec, manifest.image_size)
+    data_dir = str(spec.data_dir().resolve())
+    spec = spec.model_copy(update={"data": data_dir})
+
+    storage = spec.storage_path or settings.resolved_storage_path
+    with tracked_run(
+        spec, settings, kind="pretrain", parent_run_id=parent_run_id, params=spec.model_dump()
+    ) as run:
+        if not run.resumed:
+            _log_dataset(run.client, run.run_id, data_dir, manifest.digest())
+        return _train(spec, settings, run, storage)
+
+
+def _train(spec: PretrainSpec, settings: Settings, run: TrackedRun, storage: str) -> PretrainResult:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -69,40 +82,7 @@ def run_pretrain(
     from pipelines.ray_runtime import cluster_cpus, ensure_ray
     from pipelines.training.checkpoint import ENCODER_FILE, load_training_state, save_encoder
 
-    spec.check_paths()
-    manifest = load_manifest(spec.data_dir())
-    _check_geometry(spec, manifest.image_size)
-    data_dir = str(spec.data_dir().resolve())
-    spec = spec.model_copy(update={"data": data_dir})
-
-    client = tracking_client(settings)
-    experiment_id = ensure_experiment(client, spec.experiment, settings)
-    storage = spec.storage_path or settings.resolved_storage_path
-    if resume:
-        previous = find_named_run(client, experiment_id, resume)
-        if previous is None:
-            raise SpecError(
-                f"no pretraining run named {resume!r} in experiment {spec.experiment!r}: "
-                "list runs with `selfie runs` or start a new one without --resume"
-            )
-        name, run_id = resume, previous.info.run_id
-        client.update_run(run_id, status="RUNNING")
-    else:
-        name = spec.run_name or f"pretrain-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        if find_named_run(client, experiment_id, name) is not None:
-            raise SpecError(
-                f"a run named {name!r} exists already: pass --resume {name} to continue it"
-            )
-        run_id = create_named_run(
-            client,
-            experiment_id,
-            name=name,
-            kind="pretrain",
-            parent_run_id=parent_run_id,
-            params=spec.model_dump(),
-        )
-        _log_dataset(client, run_id, data_dir, manifest.digest())
-
+    client, run_id, name = run.client, run.run_id, run.name
     ensure_ray(settings)
     cpus = spec.cpus_per_worker or max(1, cluster_cpus() // spec.workers)
     trainer = TorchTrainer(
@@ -123,24 +103,18 @@ def run_pretrain(
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
-    try:
-        result = trainer.fit()
-    except Exception:
-        client.set_terminated(run_id, status="FAILED")
-        raise
+    result = trainer.fit()
     if result.checkpoint is None:
-        client.set_terminated(run_id, status="FAILED")
         raise RuntimeError(f"pretraining run {name!r} ended without a checkpoint")
 
-    out_dir = settings.resolved_workdir / "results" / name
+    out_dir = run.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     with result.checkpoint.as_directory() as directory:
         state = load_training_state(Path(directory))
     encoder_path = save_encoder(out_dir / ENCODER_FILE, state)
-    client.log_artifact(run_id, str(encoder_path), "encoder")
+    client.log_artifact(run_id, str(encoder_path), ENCODER_ARTIFACT_DIR)
     _register(settings, run_id, spec, state)
     metrics = result.metrics or {}
-    client.set_terminated(run_id, status="FINISHED")
 
     outcome = PretrainResult(
         run_name=name,
@@ -153,9 +127,8 @@ def run_pretrain(
         final_loss=float(metrics.get("loss", float("nan"))),
         final_selection_accuracy=float(metrics.get("selection_accuracy", float("nan"))),
     )
-    result_file = out_dir / "result.json"
-    outcome.result_file = str(result_file)
-    result_file.write_text(json.dumps(outcome.to_dict(), indent=2))
+    outcome.result_file = str(out_dir / RESULT_FILE)
+    run.write_result(outcome.to_dict())
     return outcome
 
 
@@ -194,6 +167,4 @@ def _register(settings: Settings, run_id: str, spec: PretrainSpec, state: dict) 
             serialization_format="pickle",
             pip_requirements=["torch==2.14.1", "selfie-pipelines"],
         )
-        mlflow.set_tags(
-            {"selfie.preset": spec.preset, "selfie.manifest_digest": state["manifest_digest"]}
-        )
+        mlflow.set_tags({PRESET_TAG: spec.preset, MANIFEST_DIGEST_TAG: state["manifest_digest"]})

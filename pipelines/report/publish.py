@@ -14,9 +14,14 @@ from pipelines.report.results_table import (
     to_json,
     to_markdown,
 )
-
-REPORT_ARTIFACT_DIR = "report"
-CELLS_FILE = "results.json"
+from pipelines.specs.names import (
+    CELLS_JSON,
+    GAIN_PLOT,
+    REPORT_ARTIFACT_DIR,
+    REPORT_FILES,
+    TABLE_CSV,
+    TABLE_MD,
+)
 
 
 def write_report(cells: list[CellResult], seeds_asked: int, out_dir: Path) -> str:
@@ -24,10 +29,10 @@ def write_report(cells: list[CellResult], seeds_asked: int, out_dir: Path) -> st
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = summarize(cells, seeds_asked)
     markdown = to_markdown(rows)
-    (out_dir / "table.md").write_text(markdown)
-    (out_dir / "table.csv").write_text(to_csv(rows))
-    (out_dir / CELLS_FILE).write_text(to_json(rows, cells))
-    plot_results(rows, out_dir / "accuracy_gain.png")
+    (out_dir / TABLE_MD).write_text(markdown)
+    (out_dir / TABLE_CSV).write_text(to_csv(rows))
+    (out_dir / CELLS_JSON).write_text(to_json(rows, cells))
+    plot_results(rows, out_dir / GAIN_PLOT)
     return markdown
 
 
@@ -35,6 +40,6 @@ def publish_report(
     client: MlflowClient, run_id: str, cells: list[CellResult], seeds_asked: int, out_dir: Path
 ) -> str:
     markdown = write_report(cells, seeds_asked, out_dir)
-    for name in ("table.md", "table.csv", CELLS_FILE, "accuracy_gain.png"):
+    for name in REPORT_FILES:
         client.log_artifact(run_id, str(out_dir / name), REPORT_ARTIFACT_DIR)
     return markdown

@@ -8,9 +8,6 @@ validation chose; nothing is selected on it.
 from __future__ import annotations
 
 import itertools
-import json
-import time
-import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,15 +17,9 @@ from pipelines.report.publish import publish_report
 from pipelines.report.results_table import CellResult
 from pipelines.settings import Settings
 from pipelines.specs import SpecError, SweepSpec
+from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_TAG
 from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config, finetune_trial, subset_key
-from pipelines.tracking import (
-    create_named_run,
-    ensure_experiment,
-    find_named_run,
-    tracking_client,
-)
-
-PRETRAIN_TAG = "selfie.pretrain_run_id"
+from pipelines.tracked_run import TrackedRun, tracked_run
 
 
 @dataclass
@@ -50,7 +41,7 @@ def _param_space(spec: SweepSpec) -> tuple[dict, int]:
     from ray import tune
 
     space = {
-        "encoder": tune.grid_search(list(spec.encoders)),
+        "encoder": tune.grid_search(list(spec.architectures)),
         "init": tune.grid_search(list(spec.inits)),
         "fraction": tune.grid_search(list(spec.fractions)),
         "seed": tune.grid_search(list(range(spec.seeds))),
@@ -115,7 +106,7 @@ def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellRe
         cell.test_accuracy = float(ray.get(ref))
     # Cells missing from the results entirely (never started) are missing seeds too.
     seen = {(c.encoder, c.init, c.fraction, c.seed) for c in cells}
-    grid = itertools.product(spec.encoders, spec.inits, spec.fractions, range(spec.seeds))
+    grid = itertools.product(spec.architectures, spec.inits, spec.fractions, range(spec.seeds))
     cells += [CellResult(*key, status="failed") for key in grid if key not in seen]
     return cells
 
@@ -124,15 +115,9 @@ def run_sweep(
     spec: SweepSpec,
     settings: Settings,
     *,
-    resume: str | None = None,
     parent_run_id: str | None = None,
 ) -> SweepResult:
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    from pipelines.ray_runtime import ensure_ray
-    from pipelines.sweep.encoder_source import resolve_encoder
-    from pipelines.sweep.mlflow_callback import MlflowTrialRuns
+    from pipelines.sweep.weights_source import resolve_weights
     from selfie_core.config import SelfieConfig
     from selfie_core.subsets import labeled_subset
 
@@ -142,7 +127,7 @@ def run_sweep(
         if not data.manifest.counts.get(split):
             raise SpecError(f"data dir {spec.data!r} has no {split} split: re-ingest with one")
     spec = spec.model_copy(update={"data": str(data.data_dir.resolve())})
-    resolved = resolve_encoder(spec.encoder, settings) if spec.encoder else None
+    resolved = resolve_weights(spec.pretrained, settings) if spec.pretrained else None
     if resolved is not None:
         model_config = resolved.encoder.config
         if model_config.image_size != data.manifest.image_size:
@@ -160,31 +145,32 @@ def run_sweep(
         for s in range(spec.seeds)
     }
 
-    client = tracking_client(settings)
-    experiment_id = ensure_experiment(client, spec.experiment, settings)
-    if resume:
-        found = find_named_run(client, experiment_id, resume)
-        if found is None:
-            raise SpecError(f"no sweep named {resume!r} in experiment {spec.experiment!r}")
-        name, run_id = resume, found.info.run_id
-        client.update_run(run_id, status="RUNNING")
-    else:
-        name = spec.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        tags = {}
-        if resolved:
-            tags["selfie.encoder"] = resolved.location
-            if resolved.pretrain_run_id:
-                tags[PRETRAIN_TAG] = resolved.pretrain_run_id
-        run_id = create_named_run(
-            client,
-            experiment_id,
-            name=name,
-            kind="sweep",
-            parent_run_id=parent_run_id,
-            tags=tags,
-            params=spec.model_dump(),
-        )
+    tags = {}
+    if resolved:
+        tags[WEIGHTS_TAG] = resolved.location
+        if resolved.pretrain_run_id:
+            tags[PRETRAIN_RUN_TAG] = resolved.pretrain_run_id
+    with tracked_run(
+        spec,
+        settings,
+        kind="sweep",
+        parent_run_id=parent_run_id,
+        tags=tags,
+        params=spec.model_dump(),
+    ) as run:
+        return _tune(spec, settings, run, resolved, subsets, model_config)
 
+
+def _tune(
+    spec: SweepSpec, settings: Settings, run: TrackedRun, resolved, subsets: dict, model_config
+) -> SweepResult:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from pipelines.ray_runtime import ensure_ray
+    from pipelines.sweep.mlflow_callback import MlflowTrialRuns
+
+    client, run_id, name, experiment_id = run.client, run.run_id, run.name, run.experiment_id
     ensure_ray(settings)
     trainable = tune.with_resources(
         tune.with_parameters(
@@ -199,7 +185,7 @@ def run_sweep(
     space, num_samples = _param_space(spec)
     storage = spec.storage_path or settings.resolved_storage_path
     experiment_path = f"{storage.rstrip('/')}/{name}"
-    if resume and tune.Tuner.can_restore(experiment_path):
+    if run.resumed and tune.Tuner.can_restore(experiment_path):
         tuner = tune.Tuner.restore(
             experiment_path, trainable, resume_unfinished=True, resume_errored=True
         )
@@ -232,17 +218,12 @@ def run_sweep(
                 verbose=1,
             ),
         )
-    try:
-        results = tuner.fit()
-        cells = select_and_test(results, spec, model_config.to_dict())
-    except Exception:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    out_dir = settings.resolved_workdir / "results" / name
+    results = tuner.fit()
+    cells = select_and_test(results, spec, model_config.to_dict())
+    out_dir = run.out_dir
     markdown = publish_report(client, run_id, cells, spec.seeds, out_dir)
     failed = sum(1 for r in results if r.error is not None)
-    client.set_tag(run_id, "selfie.failed_trials", str(failed))
-    client.set_terminated(run_id, status="FINISHED")
+    client.set_tag(run_id, FAILED_TRIALS_TAG, str(failed))
     result = SweepResult(
         run_name=name,
         mlflow_run_id=run_id,
@@ -253,5 +234,5 @@ def run_sweep(
         report_dir=str(out_dir),
         cells=[asdict(c) for c in cells],
     )
-    (out_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
+    run.write_result(result.to_dict())
     return result

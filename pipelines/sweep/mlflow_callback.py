@@ -9,7 +9,8 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-TRIAL_TAG = "selfie.trial_id"
+from pipelines.specs.names import PARENT_RUN_TAG, TRIAL_TAG
+
 LOGGED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "best_val_accuracy")
 
 
@@ -53,7 +54,7 @@ class MlflowTrialRuns(tune.Callback):
             run = self.client.create_run(
                 self.experiment_id,
                 run_name=name,
-                tags={"mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: trial.trial_id},
+                tags={PARENT_RUN_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id},
             )
             run_id = run.info.run_id
             params = [Param(k, str(v)) for k, v in sorted(c.items())]

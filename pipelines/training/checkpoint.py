@@ -11,13 +11,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipelines.errors import SelfieError
 from selfie_core.config import SelfieConfig
 
 STATE_FILE = "training_state.pt"
 ENCODER_FILE = "encoder.pt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SelfieError):
     """A checkpoint or encoder file that cannot be used; the message names the file."""
 
 

@@ -13,7 +13,7 @@ from services.api_errors import error_responses
 from services.deps import AuthDep, ReadSessionDep, SessionDep, StateDep
 from services.job_models import (
     JobCreate,
-    JobKind,
+    JobKindName,
     JobList,
     JobPublic,
     JobRecord,
@@ -39,16 +39,9 @@ router = APIRouter(
 )
 
 
-def _data_paths(job: JobCreate) -> list[tuple[str, str]]:
-    paths = [("spec.data", job.spec.data)]
-    encoder = getattr(job.spec, "encoder", None)
-    if encoder and ("/" in encoder or encoder.endswith(".pt")):
-        paths.append(("spec.encoder", encoder))
-    return paths
-
-
 def _check_roots(job: JobCreate, roots: list[Path]) -> None:
-    for field, value in _data_paths(job):
+    for name, value in job.spec.local_paths():
+        field = f"spec.{name}"
         try:
             resolved = Path(value).expanduser().resolve()
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
@@ -141,7 +134,7 @@ def submit_job(
 async def list_all(
     session: ReadSessionDep,
     state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
-    kind: Annotated[JobKind | None, Query()] = None,
+    kind: Annotated[JobKindName | None, Query()] = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,

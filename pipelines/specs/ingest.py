@@ -1,0 +1,77 @@
+"""The ingest spec: a source of images in, WebDataset shards and a manifest out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from pipelines.specs.common import PathText, Spec
+
+OnError = Literal["fail", "skip"]
+
+
+PATH_SOURCES = ("imagefolder:", "cifar10:", "shards:")
+
+
+def source_path(source: str) -> str | None:
+    """The file-system part of a source (`imagefolder:/data/x` -> `/data/x`), if it has one."""
+    for prefix in PATH_SOURCES:
+        if source.startswith(prefix):
+            return source.removeprefix(prefix).split("{split}")[0].split("*")[0] or "."
+    return None
+
+
+class IngestOptions(Spec):
+    """How a source becomes shards; the part of ingest a pipeline can set."""
+
+    val_fraction: float = Field(
+        default=0.1, ge=0, lt=1, description="Share of each class held out for validation."
+    )
+    test_fraction: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="Share held out for test when the source has no test split of its own.",
+    )
+    image_size: int | None = Field(
+        default=None, gt=0, le=4096, description="Resize+centre-crop to this square side."
+    )
+    shard_max_count: int = Field(default=1000, ge=1, description="Samples per shard at most.")
+    shard_max_mb: float = Field(default=256.0, ge=0.001, description="Shard size in MB at most.")
+    seed: int = Field(default=0, ge=0, description="Seed of the stratified split and shuffles.")
+    on_error: OnError = Field(
+        default="fail", description="fail: stop at a bad image; skip: count it and go on."
+    )
+
+    @model_validator(mode="after")
+    def _some_training(self) -> IngestOptions:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must leave some images for training")
+        return self
+
+    @property
+    def shard_max_bytes(self) -> int:
+        return int(self.shard_max_mb * 1024 * 1024)
+
+
+class IngestSpec(IngestOptions):
+    """One ingest: `source` into the data dir `out`."""
+
+    kind: Literal["ingest"] = "ingest"
+    source: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="imagefolder:PATH, cifar10:PATH, mnist-sample, synthetic[:COUNT], "
+        "shards:PATTERN",
+    )
+    out: PathText = Field(description="Output data dir (train/ val/ test/ + manifest.json).")
+    overwrite: bool = Field(default=False, description="Replace data already ingested there.")
+
+    def local_paths(self) -> list[tuple[str, str]]:
+        found = source_path(self.source)
+        return [("out", self.out)] + ([("source", found)] if found else [])
+
+    def out_dir(self) -> Path:
+        return Path(self.out).expanduser()

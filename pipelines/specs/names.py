@@ -1,0 +1,32 @@
+"""Names that more than one process reads: MLflow tags, report files, result files and the
+job entrypoint's environment. The service reads them too, so this module imports nothing."""
+
+# MLflow tags our drivers set (`selfie.*`), read back by the report and the service.
+RUN_NAME_TAG = "selfie.run_name"
+KIND_TAG = "selfie.kind"
+PRETRAIN_RUN_TAG = "selfie.pretrain_run_id"
+SWEEP_RUN_TAG = "selfie.sweep_run_id"
+WEIGHTS_TAG = "selfie.pretrained"
+FAILED_TRIALS_TAG = "selfie.failed_trials"
+TRIAL_TAG = "selfie.trial_id"
+PRESET_TAG = "selfie.preset"
+MANIFEST_DIGEST_TAG = "selfie.manifest_digest"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+
+# The report: files written to `<workdir>/results/<run>/` and logged under `report/`.
+REPORT_ARTIFACT_DIR = "report"
+TABLE_MD = "table.md"
+TABLE_CSV = "table.csv"
+CELLS_JSON = "results.json"
+GAIN_PLOT = "accuracy_gain.png"
+REPORT_FILES = (TABLE_MD, TABLE_CSV, CELLS_JSON, GAIN_PLOT)
+
+# Every driver writes its result here, under `<workdir>/results/<run name>/`.
+RESULT_FILE = "result.json"
+ENCODER_ARTIFACT_DIR = "encoder"
+
+# The Ray Job entrypoint (`python -m pipelines.job_entry`): kind and spec come in through the
+# environment, the result goes out as the last line of the log.
+JOB_KIND_ENV = "SELFIE_JOB_KIND"
+JOB_SPEC_ENV = "SELFIE_JOB_SPEC"
+RESULT_MARKER = "SELFIE_RESULT "

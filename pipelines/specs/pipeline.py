@@ -1,0 +1,60 @@
+"""The pipeline spec: ingest (when needed), pretrain, sweep and report as one run."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pipelines.specs.common import DataSpec, PathText, PretrainedWeights, TrackedRunSpec
+from pipelines.specs.ingest import IngestOptions, IngestSpec, source_path
+from pipelines.specs.pretrain import PretrainOptions, PretrainSpec
+from pipelines.specs.sweep import SweepOptions, SweepSpec
+
+
+class PipelineSpec(DataSpec, TrackedRunSpec):
+    """Ingest `source` into `data` when it has no manifest, pretrain, sweep and report, as one
+    MLflow parent run with the pretraining and sweep nested under it. Each section takes the
+    options of its own spec; the pipeline sets the data dir, the experiment, the run names and
+    the weights the sweep starts from."""
+
+    kind: Literal["pipeline"] = "pipeline"
+    data: PathText = Field(description="Data dir; ingested from `source` when it has no manifest.")
+    source: str | None = Field(
+        default=None, min_length=1, max_length=4096, description="Ingest source (see ingest)."
+    )
+    ingest: IngestOptions = IngestOptions()
+    pretrain: PretrainOptions = PretrainOptions()
+    sweep: SweepOptions = SweepOptions()
+    experiment: str = Field(
+        default="selfie-pipeline", min_length=1, max_length=200, description="MLflow experiment."
+    )
+
+    def local_paths(self) -> list[tuple[str, str]]:
+        found = source_path(self.source) if self.source else None
+        return super().local_paths() + ([("source", found)] if found else [])
+
+    def ingest_spec(self) -> IngestSpec:
+        assert self.source is not None
+        return IngestSpec(**self.ingest.model_dump(), source=self.source, out=self.data)
+
+    def pretrain_spec(self, run_name: str, *, resume: bool = False) -> PretrainSpec:
+        return PretrainSpec(
+            **self.pretrain.model_dump(),
+            data=self.data,
+            experiment=self.experiment,
+            run_name=run_name,
+            resume=resume,
+        )
+
+    def sweep_spec(
+        self, pretrained: PretrainedWeights, run_name: str, *, resume: bool = False
+    ) -> SweepSpec:
+        return SweepSpec(
+            **self.sweep.model_dump(),
+            data=self.data,
+            pretrained=pretrained,
+            experiment=self.experiment,
+            run_name=run_name,
+            resume=resume,
+        )

@@ -1,0 +1,78 @@
+"""The pretraining spec: one Selfie pretraining run on Ray Train."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from pipelines.specs.common import DataSpec, PathText, PresetName, Spec, TrackedRunSpec
+from selfie_core.presets import PRESETS
+
+
+class OptimSpec(Spec):
+    """AdamW with linear warmup then cosine decay to `min_lr_ratio` of the peak."""
+
+    lr: float = Field(default=2e-3, gt=0, le=10, description="Peak learning rate.")
+    weight_decay: float = Field(default=0.05, ge=0, le=1, description="AdamW weight decay.")
+    warmup_steps: int = Field(default=50, ge=0, le=1_000_000, description="Linear warmup steps.")
+    min_lr_ratio: float = Field(
+        default=0.05, ge=0, le=1, description="Final learning rate as a share of the peak."
+    )
+    grad_clip: float | None = Field(default=1.0, gt=0, description="Gradient norm clip.")
+
+
+class PretrainOptions(Spec):
+    """The model, the cluster shape and the schedule: the part of a pretraining that a
+    pipeline can set."""
+
+    preset: PresetName = Field(default="tiny", description=f"Model size: {', '.join(PRESETS)}.")
+    image_size: int | None = Field(
+        default=None, gt=0, le=1024, description="Defaults to the manifest's image size."
+    )
+    patch_size: int | None = Field(
+        default=None, gt=0, le=512, description="Defaults to 8 for <=64px images, else 32."
+    )
+    mask_fraction: float = Field(default=0.25, gt=0, lt=1, description="Share of patches masked.")
+    pos_on_visible: bool = Field(
+        default=True, description="Add row+column embeddings to visible patches before A."
+    )
+    workers: int = Field(default=1, ge=1, le=1024, description="Ray Train workers.")
+    cpus_per_worker: int | None = Field(
+        default=None, ge=1, le=256, description="Default: the cluster's CPUs / workers."
+    )
+    use_gpu: bool = Field(default=False, description="One GPU per worker.")
+    batch_size: int = Field(default=64, ge=2, le=65536, description="Images per worker per step.")
+    epochs: int = Field(default=1, ge=1, le=10_000, description="Passes over the training split.")
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps.")
+    loader_workers: int = Field(
+        default=1, ge=0, le=64, description="DataLoader processes per worker."
+    )
+    verify: bool = Field(default=False, description="Check shard checksums before training.")
+    optim: OptimSpec = OptimSpec()
+    seed: int = Field(default=0, ge=0, description="Seed of the model, masks and data order.")
+    checkpoint_every: int = Field(default=100, ge=1, description="Steps between checkpoints.")
+    max_failures: int = Field(default=3, ge=0, le=100, description="Worker losses to survive.")
+    storage_path: PathText | None = Field(
+        default=None, description="Checkpoint storage; overrides SELFIE_STORAGE_PATH."
+    )
+    register_model: str | None = Field(
+        default="selfie-encoder", description="Registered model name for the encoder; null skips."
+    )
+
+    @model_validator(mode="after")
+    def _geometry(self) -> PretrainOptions:
+        if self.image_size and self.patch_size and self.image_size % self.patch_size:
+            raise ValueError(
+                f"patch_size {self.patch_size} does not divide image_size {self.image_size}"
+            )
+        return self
+
+
+class PretrainSpec(PretrainOptions, DataSpec, TrackedRunSpec):
+    """One Selfie pretraining run on Ray Train."""
+
+    kind: Literal["pretrain"] = "pretrain"
+    experiment: str = Field(
+        default="selfie-pretrain", min_length=1, max_length=200, description="MLflow experiment."
+    )

@@ -1,0 +1,119 @@
+"""The sweep spec: labeled fraction x seed x init x searched hyper-parameters on Ray Tune."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipelines.specs.common import (
+    DataSpec,
+    FileWeights,
+    PathText,
+    PresetName,
+    PretrainedWeights,
+    Spec,
+    TrackedRunSpec,
+)
+
+ArchitectureName = Literal["resnet50", "hybrid"]
+"""Finetune architectures: `resnet50` (P's stages inside a ResNet-50 on the whole image) and
+`hybrid` (P on patches + attention pooling A + a linear head, the pretraining regime)."""
+InitName = Literal["selfie", "scratch"]
+
+
+class SearchSpec(Spec):
+    """The hyper-parameters searched, identically for both inits (a fair baseline)."""
+
+    mode: Literal["grid", "random"] = Field(default="grid", description="grid or random.")
+    lr: list[float] = Field(
+        default=[3e-3, 1e-2], min_length=1, max_length=32, description="Learning rates searched."
+    )
+    weight_decay: list[float] = Field(
+        default=[0.05], min_length=1, max_length=32, description="Weight decays searched."
+    )
+    num_samples: int = Field(default=4, ge=1, le=1000, description="Random mode: draws per cell.")
+    asha: bool = Field(default=False, description="Stop weak trials early (ASHA, on val).")
+
+    @field_validator("lr")
+    @classmethod
+    def _positive_lr(cls, values: list[float]) -> list[float]:
+        if any(v <= 0 or v > 10 for v in values):
+            raise ValueError("every learning rate must lie in (0, 10]")
+        return values
+
+    @field_validator("weight_decay")
+    @classmethod
+    def _wd_range(cls, values: list[float]) -> list[float]:
+        if any(v < 0 or v > 1 for v in values):
+            raise ValueError("every weight decay must lie in [0, 1]")
+        return values
+
+
+class SweepOptions(Spec):
+    """The grid, the search and the trial shape: the part of a sweep a pipeline can set."""
+
+    preset: PresetName = Field(
+        default="tiny", description="Model size; used only when no pretrained weights are given."
+    )
+    architectures: list[ArchitectureName] = Field(
+        default=["resnet50", "hybrid"], min_length=1, description="Finetune architectures."
+    )
+    inits: list[InitName] = Field(
+        default=["scratch", "selfie"], min_length=1, description="Inits: scratch, selfie."
+    )
+    fractions: list[float] = Field(
+        default=[0.05, 0.1, 0.2, 1.0], min_length=1, max_length=32, description="Labeled fractions."
+    )
+    seeds: int = Field(default=3, ge=1, le=100, description="Seeds 0..seeds-1 per cell.")
+    search: SearchSpec = SearchSpec()
+    epochs: int = Field(default=15, ge=1, le=10_000, description="Finetune epochs per trial.")
+    min_steps_per_epoch: int = Field(
+        default=10, ge=1, le=100_000, description="Small subsets are sampled up to this."
+    )
+    batch_size: int = Field(default=64, ge=2, le=65536, description="Images per step.")
+    warmup_epochs: int = Field(default=1, ge=0, le=1000, description="Linear warmup epochs.")
+    verify: bool = Field(default=False, description="Check shard checksums before the sweep.")
+    cpus_per_trial: int = Field(default=1, ge=1, le=256, description="CPUs per trial.")
+    gpus_per_trial: float = Field(default=0, ge=0, le=16, description="GPUs per trial.")
+    max_concurrent: int | None = Field(
+        default=None, ge=1, le=10_000, description="Trials at once (default: as resources allow)."
+    )
+    trial_max_failures: int = Field(default=1, ge=0, le=10, description="Retries of a crash.")
+    storage_path: PathText | None = Field(
+        default=None, description="Trial storage; overrides SELFIE_STORAGE_PATH."
+    )
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        bad = [v for v in values if not 0 < v <= 1]
+        if bad:
+            raise ValueError(f"labeled fractions must lie in (0, 1], got {bad[0]}")
+        return sorted(set(values))
+
+
+class SweepSpec(SweepOptions, DataSpec, TrackedRunSpec):
+    """Labeled-fraction finetune sweep: fraction x seed x init x searched hyper-parameters."""
+
+    kind: Literal["sweep"] = "sweep"
+    pretrained: PretrainedWeights | None = Field(
+        default=None,
+        description="Pretrained weights for init 'selfie': an MLflow run id (runs:/ID), "
+        "an encoder.pt, or a pretraining result folder.",
+    )
+    experiment: str = Field(
+        default="selfie-sweep", min_length=1, max_length=200, description="MLflow experiment."
+    )
+
+    def local_paths(self) -> list[tuple[str, str]]:
+        paths = super().local_paths()
+        if isinstance(self.pretrained, FileWeights):
+            paths.append(("pretrained.path", self.pretrained.path))
+        return paths
+
+    @model_validator(mode="after")
+    def _weights_needed(self) -> SweepSpec:
+        if "selfie" in self.inits and self.pretrained is None:
+            raise ValueError("init 'selfie' needs pretrained weights: set pretrained to a run id")
+        return self
