@@ -14,6 +14,7 @@ from pipelines.specs.names import JOB_KIND_ENV, JOB_SPEC_ENV, RESULT_MARKER
 
 def main() -> int:
     from pipelines.errors import SelfieError
+    from pipelines.progress import CountProgress
     from pipelines.settings import Settings
     from pipelines.specs import JOB_KINDS, build_spec
 
@@ -25,8 +26,9 @@ def main() -> int:
         )
         return 2
     job = JOB_KINDS[kind]
+    options = {"progress": CountProgress("ingest")} if job.takes_progress else {}
     try:
-        result = job.run(build_spec(job.spec, json.loads(raw)), Settings()).to_dict()
+        result = job.run(build_spec(job.spec, json.loads(raw)), Settings(), **options).to_dict()
     except SelfieError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

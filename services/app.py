@@ -9,17 +9,19 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, status
 from fastapi.responses import JSONResponse
+from mlflow.tracking import MlflowClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pipelines.settings import Settings, get_settings
-from pipelines.tracking import tracking_client
 from services.api import health, history, jobs
 from services.api_errors import install_error_handlers
 from services.deps import ServiceState
+from services.job_backend import JobBackend
 from services.job_store import make_engine, session_factory
+from services.local_backend import LocalProcessJobs
 from services.metrics import MetricsMiddleware, ServiceMetrics
 from services.ray_backend import RayJobs, start_local_head
 from services.reconciler import reconcile_forever
+from services.settings import ServiceSettings, get_service_settings
 
 
 class BodyLimit:
@@ -43,15 +45,25 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
-def build_state(settings: Settings, metrics: ServiceMetrics) -> ServiceState:
-    dashboard = settings.ray_dashboard_url or start_local_head(settings)
-    engine = make_engine(settings.resolved_database_url)
+def default_backend(settings: ServiceSettings) -> JobBackend:
+    """Ray Jobs on the cluster the settings name (a local head started if none), or, with
+    `SELFIE_JOB_BACKEND=local`, child processes of this service."""
+    if settings.job_backend == "local":
+        return LocalProcessJobs(settings)
     RayJobs.preload()
+    return RayJobs(settings, settings.ray_dashboard_url or start_local_head(settings))
+
+
+def build_state(
+    settings: ServiceSettings, metrics: ServiceMetrics, backend: JobBackend | None
+) -> ServiceState:
+    settings.resolved_workdir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
     return ServiceState(
         settings=settings,
         sessions=session_factory(engine),
-        ray=RayJobs(settings, dashboard),
-        mlflow=tracking_client(settings),
+        jobs=backend or default_backend(settings),
+        mlflow=MlflowClient(tracking_uri=settings.tracking_uri),
         token=settings.resolved_api_token(),
         metrics=metrics,
     )
@@ -66,18 +78,22 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(
+    settings: ServiceSettings | None = None, backend: JobBackend | None = None
+) -> FastAPI:
+    """The service; `backend` runs its jobs (default: from the settings, see
+    `default_backend`)."""
+    settings = settings or get_service_settings()
     metrics = ServiceMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await asyncio.to_thread(build_state, settings, metrics)
+        state = await asyncio.to_thread(build_state, settings, metrics, backend)
         app.state.service = state
         freeze_startup_heap()
         tasks = [
             asyncio.create_task(
-                reconcile_forever(state.sessions, state.ray, settings.reconcile_seconds)
+                reconcile_forever(state.sessions, state.jobs, settings.reconcile_seconds)
             ),
             asyncio.create_task(metrics.watch_runtime()),
         ]

@@ -12,18 +12,18 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mlflow.tracking import MlflowClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipelines.settings import Settings
+from services.job_backend import JobBackend
 from services.metrics import ServiceMetrics
-from services.ray_backend import RayJobs
+from services.settings import ServiceSettings
 
 
 @dataclass
 class ServiceState:
     """What the app holds for its lifetime (built in the lifespan, read by dependencies)."""
 
-    settings: Settings
+    settings: ServiceSettings
     sessions: sessionmaker[Session]
-    ray: RayJobs
+    jobs: JobBackend
     mlflow: MlflowClient
     token: str
     metrics: ServiceMetrics

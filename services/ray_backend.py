@@ -8,7 +8,6 @@ the validated spec in the job's environment: a caller's text never reaches a she
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -16,14 +15,19 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from pipelines.settings import Settings
-from pipelines.specs.names import JOB_KIND_ENV, JOB_SPEC_ENV, RESULT_MARKER
+from services.job_backend import (
+    ENTRY_MODULE,
+    BackendJobStatus,
+    BackendUnavailable,
+    JobLogsMissing,
+    job_environment,
+)
 from services.job_models import JobState
+from services.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -31,30 +35,8 @@ LOCAL_DASHBOARD_PORT = 8265
 SUBMIT_RETRY_SECONDS = 60.0
 
 
-class RayUnavailable(RuntimeError):
-    """Ray's job endpoint cannot be reached."""
-
-
-class RayJobMissing(LookupError):
-    """Ray is up but holds no such job: its cluster was restarted since, or the job never
-    reached it."""
-
-    @classmethod
-    def of(cls, submission_id: str) -> RayJobMissing:
-        return cls(
-            f"Ray no longer holds {submission_id} or its logs (its cluster was restarted "
-            "since the job ran); the job's MLflow runs keep its results"
-        )
-
-
 def _says_missing(exc: Exception) -> bool:
     return "does not exist" in str(exc) or "404" in str(exc)
-
-
-@dataclass
-class RayJobStatus:
-    state: JobState | None  # None: Ray has no record of the job
-    message: str | None
 
 
 _RAY_STATES = {
@@ -89,7 +71,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_local_head(settings: Settings) -> str:
+def start_local_head(settings: ServiceSettings) -> str:
     """A local Ray head with its dashboard on 127.0.0.1, reused if one is already up."""
     url = f"http://127.0.0.1:{LOCAL_DASHBOARD_PORT}"
     if _dashboard_alive(url):
@@ -116,13 +98,13 @@ def start_local_head(settings: Settings) -> str:
         if _dashboard_alive(url):
             return url
         time.sleep(0.5)
-    raise RayUnavailable(f"started a local Ray head but its dashboard at {url} never answered")
+    raise BackendUnavailable(f"started a local Ray head but its dashboard at {url} never answered")
 
 
 class RayJobs:
     """Thin, typed wrapper over `JobSubmissionClient`, with Ray's errors made ours."""
 
-    def __init__(self, settings: Settings, dashboard_url: str) -> None:
+    def __init__(self, settings: ServiceSettings, dashboard_url: str) -> None:
         self.settings = settings
         self.url = dashboard_url
         self._client = None
@@ -142,23 +124,14 @@ class RayJobs:
             try:
                 self._client = JobSubmissionClient(self.url)
             except Exception as exc:  # Ray raises plain ConnectionError/RuntimeError here
-                raise RayUnavailable(f"Ray at {self.url} is unreachable ({exc})") from None
+                raise BackendUnavailable(f"Ray at {self.url} is unreachable ({exc})") from None
         return self._client
 
     def reachable(self) -> bool:
         return _dashboard_alive(self.url)
 
     def submit(self, *, submission_id: str, kind: str, spec: dict) -> None:
-        env = {
-            "SELFIE_SUBMISSION_ID": submission_id,
-            JOB_KIND_ENV: kind,
-            JOB_SPEC_ENV: json.dumps(spec),
-            "SELFIE_WORKDIR": str(self.settings.resolved_workdir),
-            "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
-            "PYTHONUNBUFFERED": "1",
-        }
-        if self.settings.storage_path:
-            env["SELFIE_STORAGE_PATH"] = self.settings.storage_path
+        env = job_environment(self.settings, submission_id=submission_id, kind=kind, spec=spec)
         python = self.settings.job_python or sys.executable
         # A freshly started head answers "No available agent ... try again later" for a
         # few seconds: retry that (and only that) for up to SUBMIT_RETRY_SECONDS.
@@ -166,51 +139,51 @@ class RayJobs:
         while True:
             try:
                 self._jobs().submit_job(
-                    entrypoint=f"{python} -m pipelines.job_entry",
+                    entrypoint=f"{python} -m {ENTRY_MODULE}",
                     submission_id=submission_id,
                     runtime_env={"env_vars": env},
                     metadata={"selfie_kind": kind},
                 )
                 return
-            except RayUnavailable:
+            except BackendUnavailable:
                 raise
             except Exception as exc:
                 if "try again" in str(exc) and time.monotonic() < deadline:
                     time.sleep(1.0)
                     continue
                 self._client = None
-                raise RayUnavailable(f"Ray at {self.url} refused the job ({exc})") from None
+                raise BackendUnavailable(f"Ray at {self.url} refused the job ({exc})") from None
 
-    def status(self, submission_id: str) -> RayJobStatus:
+    def status(self, submission_id: str) -> BackendJobStatus:
         try:
             info = self._jobs().get_job_info(submission_id)
-        except RayUnavailable:
+        except BackendUnavailable:
             raise
         except RuntimeError as exc:
             if _says_missing(exc):
                 log.warning("Ray has no job %s: %s", submission_id, exc)
-                return RayJobStatus(state=None, message=None)
+                return BackendJobStatus(state=None, message=None)
             self._client = None
-            raise RayUnavailable(f"Ray at {self.url} did not answer ({exc})") from None
+            raise BackendUnavailable(f"Ray at {self.url} did not answer ({exc})") from None
         except Exception as exc:
             self._client = None
-            raise RayUnavailable(f"Ray at {self.url} did not answer ({exc})") from None
+            raise BackendUnavailable(f"Ray at {self.url} did not answer ({exc})") from None
         raw = getattr(info.status, "value", info.status)  # JobStatus is a str Enum
         state = _RAY_STATES.get(str(raw))
         if state is None:
-            raise RayUnavailable(f"Ray reported an unknown job status {raw!r}")
-        return RayJobStatus(state=state, message=info.message)
+            raise BackendUnavailable(f"Ray reported an unknown job status {raw!r}")
+        return BackendJobStatus(state=state, message=info.message)
 
     def logs(self, submission_id: str) -> str:
         try:
             return self._jobs().get_job_logs(submission_id)
-        except RayUnavailable:
+        except BackendUnavailable:
             raise
         except Exception as exc:
             if _says_missing(exc):
-                raise RayJobMissing.of(submission_id) from None
+                raise JobLogsMissing.of(submission_id) from None
             self._client = None
-            raise RayUnavailable(f"Ray at {self.url} did not return the logs ({exc})") from None
+            raise BackendUnavailable(f"Ray at {self.url} did not return the logs ({exc})") from None
 
     async def follow_logs(self, submission_id: str) -> AsyncIterator[str]:
         """Ray's log tail. Once the response has started its status can no longer change,
@@ -225,27 +198,8 @@ class RayJobs:
     def stop(self, submission_id: str) -> None:
         try:
             self._jobs().stop_job(submission_id)
-        except RayUnavailable:
+        except BackendUnavailable:
             raise
         except Exception as exc:
             self._client = None
-            raise RayUnavailable(f"Ray could not stop the job ({exc})") from None
-
-
-def parse_result(logs: str) -> dict | None:
-    """The job's result: the JSON after the last `SELFIE_RESULT ` line it printed."""
-    for line in reversed(logs.splitlines()):
-        if line.startswith(RESULT_MARKER):
-            try:
-                return json.loads(line[len(RESULT_MARKER) :])
-            except json.JSONDecodeError:
-                return None
-    return None
-
-
-def last_error_line(logs: str) -> str | None:
-    for line in reversed(logs.splitlines()):
-        text = line.strip()
-        if text.startswith("error:") or "Error" in text:
-            return text[:500]
-    return None
+            raise BackendUnavailable(f"Ray could not stop the job ({exc})") from None

@@ -13,9 +13,14 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.job_backend import (
+    BackendUnavailable,
+    JobBackend,
+    last_error_line,
+    parse_result,
+)
 from services.job_models import JobRecord, JobState, utcnow
 from services.job_store import session_scope, set_state, unfinished_jobs
-from services.ray_backend import RayJobs, RayUnavailable, last_error_line, parse_result
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +30,7 @@ log = logging.getLogger(__name__)
 UNSUBMITTED_GRACE = timedelta(minutes=2)
 
 
-def reconcile_job(record: JobRecord, ray: RayJobs) -> None:
+def reconcile_job(record: JobRecord, ray: JobBackend) -> None:
     if record.submitted_at is None:
         if utcnow() - record.created_at > UNSUBMITTED_GRACE:
             set_state(record, JobState.FAILED, message="the job never reached Ray; resubmit it")
@@ -42,7 +47,7 @@ def reconcile_job(record: JobRecord, ray: RayJobs) -> None:
         return
     if status.state.finished:
         logs = ""
-        with contextlib.suppress(RayUnavailable):
+        with contextlib.suppress(BackendUnavailable):
             logs = ray.logs(record.submission_id)
         result = parse_result(logs)
         message = status.message
@@ -53,7 +58,7 @@ def reconcile_job(record: JobRecord, ray: RayJobs) -> None:
         set_state(record, status.state)
 
 
-def reconcile_once(factory: sessionmaker[Session], ray: RayJobs) -> int:
+def reconcile_once(factory: sessionmaker[Session], ray: JobBackend) -> int:
     """Update every unfinished job; return how many were looked at."""
     with session_scope(factory) as session:
         jobs = unfinished_jobs(session=session)
@@ -62,11 +67,11 @@ def reconcile_once(factory: sessionmaker[Session], ray: RayJobs) -> int:
         return len(jobs)
 
 
-async def reconcile_forever(factory: sessionmaker[Session], ray: RayJobs, every: float) -> None:
+async def reconcile_forever(factory: sessionmaker[Session], ray: JobBackend, every: float) -> None:
     while True:
         try:
             await asyncio.to_thread(reconcile_once, factory, ray)
-        except RayUnavailable as exc:
+        except BackendUnavailable as exc:
             log.warning("reconcile skipped: %s", exc)
         except Exception:  # keep the loop alive; the next tick retries
             log.exception("reconcile failed")

@@ -50,3 +50,44 @@ def service(tmp_path_factory, ray_session):
     proc.data_dir = root / "data"
     yield proc
     proc.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL server for the session (see tests/postgres_cluster.py)."""
+    from tests.postgres_cluster import PostgresCluster, server_bin
+
+    if server_bin() is None:
+        pytest.skip("PostgreSQL server binaries are not installed on this machine")
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """The job store's URL: SQLite in a temp dir, and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobs.db'}"
+    import uuid
+
+    return request.getfixturevalue("postgres").create_database(f"jobs_{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def local_service(request, tmp_path_factory):
+    """A real `selfie serve` with the local job backend (no Ray) on each job store."""
+    import uuid
+
+    from tests.service_process import ServiceProcess
+
+    root = tmp_path_factory.mktemp(f"local-{request.param}")
+    url = None
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("postgres")
+        url = pg.create_database(f"svc_{uuid.uuid4().hex[:8]}")
+    proc = ServiceProcess(root / "work", None, root, database_url=url).start()
+    proc.data_root = root
+    proc.database = request.param
+    yield proc
+    proc.kill()

@@ -22,18 +22,30 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    def __init__(self, workdir: Path, dashboard_url: str, data_root: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        dashboard_url: str | None,
+        data_root: Path,
+        database_url: str | None = None,
+    ) -> None:
+        """`dashboard_url` None: the local job backend (jobs as child processes, no Ray)."""
         self.workdir, self.port = workdir, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             "SELFIE_WORKDIR": str(workdir),
             "SELFIE_API_TOKEN": TOKEN,
-            "SELFIE_RAY_DASHBOARD_URL": dashboard_url,
             "SELFIE_DATA_ROOTS": str(data_root),
             "SELFIE_RECONCILE_SECONDS": "0.5",
             "SELFIE_MAX_BODY_BYTES": "65536",
         }
+        if dashboard_url:
+            self.env["SELFIE_RAY_DASHBOARD_URL"] = dashboard_url
+        else:
+            self.env["SELFIE_JOB_BACKEND"] = "local"
+        if database_url:
+            self.env["SELFIE_DATABASE_URL"] = database_url
         self.env.pop("MLFLOW_TRACKING_URI", None)
         self.env.pop("RAY_AUTH_MODE", None)  # as in a fresh shell: the service must cope
         self.proc: subprocess.Popen | None = None
@@ -43,7 +55,7 @@ class ServiceProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "a")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "services.cli", "serve", "--port", str(self.port)],
             env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT,

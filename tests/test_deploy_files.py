@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.settings import Settings
+from services.settings import ServiceSettings as Settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 # Variables read by libraries we use rather than by our settings object.

@@ -30,3 +30,6 @@ ENCODER_ARTIFACT_DIR = "encoder"
 JOB_KIND_ENV = "SELFIE_JOB_KIND"
 JOB_SPEC_ENV = "SELFIE_JOB_SPEC"
 RESULT_MARKER = "SELFIE_RESULT "
+
+# Progress lines a job prints for the live view (`selfie logs -f`): the marker, then JSON.
+PROGRESS_MARKER = "SELFIE_PROGRESS "

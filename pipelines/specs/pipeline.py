@@ -12,7 +12,7 @@ from pipelines.specs.pretrain import PretrainOptions, PretrainSpec
 from pipelines.specs.sweep import SweepOptions, SweepSpec
 
 
-class PipelineSpec(DataSpec, TrackedRunSpec):
+class PipelineSpec(TrackedRunSpec, DataSpec):
     """Ingest `source` into `data` when it has no manifest, pretrain, sweep and report, as one
     MLflow parent run with the pretraining and sweep nested under it. Each section takes the
     options of its own spec; the pipeline sets the data dir, the experiment, the run names and

@@ -69,7 +69,7 @@ class PretrainOptions(Spec):
         return self
 
 
-class PretrainSpec(PretrainOptions, DataSpec, TrackedRunSpec):
+class PretrainSpec(TrackedRunSpec, PretrainOptions, DataSpec):
     """One Selfie pretraining run on Ray Train."""
 
     kind: Literal["pretrain"] = "pretrain"

@@ -28,10 +28,11 @@ class JobKind:
     spec: type[Spec]
     runner: str  # "module:function", called as function(spec, settings) -> JobResult
     summary: str
+    takes_progress: bool = False  # the runner accepts `progress=callback(count)`
 
-    def run(self, spec: Spec, settings: Any) -> JobResult:
+    def run(self, spec: Spec, settings: Any, **options: Any) -> JobResult:
         module, _, function = self.runner.partition(":")
-        return getattr(importlib.import_module(module), function)(spec, settings)
+        return getattr(importlib.import_module(module), function)(spec, settings, **options)
 
 
 JOB_KINDS: dict[str, JobKind] = {
@@ -42,6 +43,7 @@ JOB_KINDS: dict[str, JobKind] = {
             IngestSpec,
             "pipelines.data.ingest:run_ingest",
             "Turn images into WebDataset shards and a manifest.",
+            takes_progress=True,
         ),
         JobKind(
             "pretrain",
@@ -60,6 +62,7 @@ JOB_KINDS: dict[str, JobKind] = {
             PipelineSpec,
             "pipelines.pipeline_run:run_pipeline",
             "Ingest (if needed), pretrain, sweep and report as one MLflow parent run.",
+            takes_progress=True,
         ),
     )
 }

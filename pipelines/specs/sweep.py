@@ -93,7 +93,7 @@ class SweepOptions(Spec):
         return sorted(set(values))
 
 
-class SweepSpec(SweepOptions, DataSpec, TrackedRunSpec):
+class SweepSpec(TrackedRunSpec, SweepOptions, DataSpec):
     """Labeled-fraction finetune sweep: fraction x seed x init x searched hyper-parameters."""
 
     kind: Literal["sweep"] = "sweep"

@@ -57,6 +57,14 @@ def _param_space(spec: SweepSpec) -> tuple[dict, int]:
     return space, spec.search.num_samples
 
 
+def trial_count(spec: SweepSpec) -> int:
+    """How many trials the sweep runs: the grid of cells times the search per cell."""
+    cells = len(spec.architectures) * len(spec.inits) * len(spec.fractions) * spec.seeds
+    if spec.search.mode == "grid":
+        return cells * len(spec.search.lr) * len(spec.search.weight_decay)
+    return cells * spec.search.num_samples
+
+
 def _test_accuracy(sweep: dict, config: dict, model_config: dict, checkpoint) -> float:
     import torch
 
@@ -208,7 +216,9 @@ def _tune(
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=storage,
-                callbacks=[MlflowTrialRuns(settings.tracking_uri, experiment_id, run_id)],
+                callbacks=[
+                    MlflowTrialRuns(settings.tracking_uri, experiment_id, run_id, trial_count(spec))
+                ],
                 failure_config=tune.FailureConfig(max_failures=spec.trial_max_failures),
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=1,

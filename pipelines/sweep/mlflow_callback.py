@@ -9,17 +9,26 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from pipelines.progress import report_progress
 from pipelines.specs.names import PARENT_RUN_TAG, TRIAL_TAG
 
 LOGGED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "best_val_accuracy")
 
 
 class MlflowTrialRuns(tune.Callback):
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
+    """Also prints the sweep's progress (trials done of the total, best validation so far)
+    for the live view."""
+
+    def __init__(
+        self, tracking_uri: str, experiment_id: str, parent_run_id: str, total_trials: int
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
+        self.total_trials = total_trials
         self.run_ids: dict[str, str] = {}
+        self.finished: set[str] = set()
+        self.best_val = 0.0
         self._client: MlflowClient | None = None
 
     def __getstate__(self) -> dict:
@@ -41,7 +50,7 @@ class MlflowTrialRuns(tune.Callback):
             [self.experiment_id],
             filter_string=(
                 f"tags.`{TRIAL_TAG}` = '{trial.trial_id}' and "
-                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
+                f"tags.`{PARENT_RUN_TAG}` = '{self.parent_run_id}'"
             ),
             max_results=1,
         )
@@ -71,9 +80,23 @@ class MlflowTrialRuns(tune.Callback):
         metrics = [Metric(k, float(result[k]), now, step) for k in LOGGED if k in result]
         if metrics:
             self.client.log_batch(self._run_for(trial), metrics=metrics)
+        self.best_val = max(self.best_val, float(result.get("val_accuracy", 0.0)))
+
+    def _progress(self, trial, failed: bool = False) -> None:
+        self.finished.add(trial.trial_id)
+        report_progress(
+            "sweep",
+            len(self.finished),
+            self.total_trials,
+            best_val_accuracy=round(self.best_val, 4),
+            last=f"{trial.config.get('encoder')}/{trial.config.get('init')}"
+            f"@{trial.config.get('fraction')}" + (" failed" if failed else ""),
+        )
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.client.set_terminated(self._run_for(trial), status="FINISHED")
+        self._progress(trial)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.client.set_terminated(self._run_for(trial), status="FAILED")
+        self._progress(trial, failed=True)

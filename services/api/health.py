@@ -36,7 +36,7 @@ class PrometheusText(Response):
 def healthz(state: StateDep) -> JSONResponse:
     """Reachability of Ray, MLflow and the job store; 503 when any is down."""
     checks: dict[str, str] = {}
-    checks["ray"] = "ok" if state.ray.reachable() else f"unreachable at {state.ray.url}"
+    checks["ray"] = "ok" if state.jobs.reachable() else f"unreachable at {state.jobs.url}"
     try:
         state.mlflow.search_experiments(max_results=1)
         checks["mlflow"] = "ok"

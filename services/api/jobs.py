@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.api_errors import error_responses
 from services.deps import AuthDep, ReadSessionDep, SessionDep, StateDep
+from services.job_backend import BackendUnavailable, JobLogsMissing
 from services.job_models import (
     JobCreate,
     JobKindName,
@@ -29,7 +30,6 @@ from services.job_store import (
     session_scope,
     set_state,
 )
-from services.ray_backend import RayJobMissing, RayUnavailable
 
 router = APIRouter(
     prefix="/v1/jobs",
@@ -95,10 +95,11 @@ def submit_job(
         response.status_code = status.HTTP_200_OK
         return first
     _check_roots(job, state.settings.resolved_data_roots)
-    if not state.ray.reachable():
+    if not state.jobs.reachable():
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"Ray at {state.ray.url} is unreachable: no job was created; retry when it is back",
+            f"the job runner at {state.jobs.url} is unreachable: no job was created; retry "
+            "when it is back",
         )
     spec = job.spec.model_dump(mode="json")
     try:
@@ -117,8 +118,8 @@ def submit_job(
         response.status_code = status.HTTP_200_OK
         return first
     try:
-        state.ray.submit(submission_id=public.submission_id, kind=job.kind, spec=spec)
-    except RayUnavailable as exc:
+        state.jobs.submit(submission_id=public.submission_id, kind=job.kind, spec=spec)
+    except BackendUnavailable as exc:
         with session_scope(state.sessions) as session:
             delete_job(session=session, job_id=public.id)
         raise HTTPException(
@@ -175,15 +176,15 @@ def logs(
     record = _found(session, job_id)
     try:
         if follow:
-            if state.ray.status(record.submission_id).state is None:  # 404, not a cut stream
-                raise RayJobMissing.of(record.submission_id)
+            if state.jobs.status(record.submission_id).state is None:  # 404, not a cut stream
+                raise JobLogsMissing.of(record.submission_id)
             return StreamingResponse(
-                state.ray.follow_logs(record.submission_id), media_type="text/plain"
+                state.jobs.follow_logs(record.submission_id), media_type="text/plain"
             )
-        text = state.ray.logs(record.submission_id)
-    except RayJobMissing as exc:
+        text = state.jobs.logs(record.submission_id)
+    except JobLogsMissing as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except RayUnavailable as exc:
+    except BackendUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     if tail:
         text = "\n".join(text.splitlines()[-tail:]) + "\n"
@@ -197,8 +198,8 @@ def cancel(job_id: str, state: StateDep, session: SessionDep) -> JobPublic:
     if JobState(record.state).finished:
         return JobPublic.from_record(record)
     try:
-        state.ray.stop(record.submission_id)
-    except RayUnavailable as exc:
+        state.jobs.stop(record.submission_id)
+    except BackendUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     set_state(record, JobState.STOPPED, message="cancelled by request")
     return JobPublic.from_record(record)

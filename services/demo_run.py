@@ -14,28 +14,30 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from pipelines.settings import Settings
-from pipelines.specs import PipelineSpec, SpecError, build_spec, load_spec_file
+from pipelines.errors import SelfieError
+from pipelines.specs import PipelineSpec, build_spec, load_spec_file
+from services.client import SelfieClient
+from services.settings import ServiceSettings
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise SpecError(f"the service exited at start; see {log}")
+            raise SelfieError(f"the service exited at start; see {log}")
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise SpecError(f"the service did not become healthy in {timeout:.0f}s; see {log}")
+    raise SelfieError(f"the service did not become healthy in {timeout:.0f}s; see {log}")
 
 
-def run_demo(workdir: Path, config: Path, port: int, console: Console) -> None:
-    from services.client import SelfieClient
+def run_demo(workdir: Path, config: Path, port: int, console: Console, *, raw: bool) -> None:
+    from services.job_view import follow_live
 
-    settings = Settings(workdir=workdir)
+    settings = ServiceSettings(workdir=workdir)
     root = settings.resolved_workdir
     root.mkdir(parents=True, exist_ok=True)
     fields = load_spec_file(config)
@@ -48,7 +50,7 @@ def run_demo(workdir: Path, config: Path, port: int, console: Console) -> None:
     console.print(f"[bold]1/4[/] starting the control service on {url} (log: {log})")
     with open(log, "a") as out:
         service = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "services.cli", "serve", "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -58,14 +60,20 @@ def run_demo(workdir: Path, config: Path, port: int, console: Console) -> None:
         _wait_healthy(url, service, log)
         with SelfieClient(url, settings.resolved_api_token()) as client:
             job = client.submit("pipeline", spec.model_dump(mode="json"), name="demo")
-            console.print(f"[bold]2/4[/] submitted pipeline job {job.id} over REST; its logs:")
-            for chunk in client.follow_logs(job.id):
-                sys.stdout.write(chunk)
-                sys.stdout.flush()
+            console.print(
+                f"[bold]2/4[/] submitted pipeline job {job.id} over REST; following it "
+                f"(raw log: `selfie logs {job.id}`, or `selfie demo --raw`)"
+            )
+            if raw:
+                for chunk in client.follow_logs(job.id):
+                    sys.stdout.write(chunk)
+                    sys.stdout.flush()
+            else:
+                follow_live(client, job.id, console)
             console.print("[bold]3/4[/] waiting for the job's final state")
             job = client.wait(job.id, timeout=300)
         if job.state != "SUCCEEDED":
-            raise SpecError(f"demo job {job.id} ended {job.state}: {job.message}")
+            raise SelfieError(f"demo job {job.id} ended {job.state}: {job.message}")
         result = job.result or {}
         minutes = (time.perf_counter() - start) / 60
         print("\n" + result.get("table_markdown", "(no table)"))
