@@ -17,7 +17,7 @@ class ServiceError(SelfieError):
     """The service answered with an error; the message is its `detail`."""
 
     def __init__(self, status_code: int, detail: str) -> None:
-        super().__init__(f"{detail} (HTTP {status_code})")
+        super().__init__(f"{detail} (HTTP {status_code})" if status_code else detail)
         self.status_code = status_code
         self.detail = detail
 
@@ -65,7 +65,9 @@ class SelfieClient:
             return self._check(self.http.request(method, path, **kw))
         except httpx.TransportError as exc:
             raise ServiceError(
-                0, f"cannot reach the service at {self.http.base_url} ({exc})"
+                0,
+                f"cannot reach the control service at {self.http.base_url} ({exc}): start it "
+                "with `selfie serve`, or point SELFIE_SERVER_URL (or --url) at it",
             ) from None
 
     def submit(

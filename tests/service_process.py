@@ -81,3 +81,17 @@ class ServiceProcess:
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120
         )
+
+
+def wait_for_state(
+    client: httpx.Client, job_id: str, states: set[str], timeout: float = 240
+) -> dict:
+    """Poll a job until its state is one of `states`; fail the test naming where it stuck."""
+    deadline = time.time() + timeout
+    job: dict = {}
+    while time.time() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} never reached {states}: {job}")

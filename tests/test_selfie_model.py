@@ -97,5 +97,13 @@ def test_bad_geometry_is_refused() -> None:
         SelfieConfig(image_size=32, patch_size=5)
     with pytest.raises(ValueError, match="unknown preset"):
         SelfieConfig(preset="huge")
-    mask = PatchMask(visible=torch.zeros(1, 12, dtype=torch.long), masked=torch.zeros(1, 4))
-    assert mask.visible.shape == (1, 12)
+
+
+def test_masks_split_every_image_into_visible_and_masked_positions() -> None:
+    mask: PatchMask = sample_masks(64, 16, 0.25, generator=torch.Generator().manual_seed(1))
+    assert mask.masked.shape == (64, 4) and mask.visible.shape == (64, 12)
+    both = torch.cat([mask.visible, mask.masked], dim=1).sort(dim=1).values
+    assert torch.equal(both, torch.arange(16).expand(64, 16)), "disjoint and complete"
+    assert len({tuple(m) for m in mask.masked.sort(dim=1).values.tolist()}) > 32, "per image"
+    again = sample_masks(64, 16, 0.25, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again.masked, mask.masked), "seeded"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.ray_cluster import PrivateRayCluster
-from tests.service_process import TOKEN, ServiceProcess
+from tests.service_process import TOKEN, ServiceProcess, wait_for_state
 
 pytestmark = pytest.mark.ray
 
@@ -23,16 +22,6 @@ def _pretrain_body(data_dir: Path, **spec) -> dict:
             "max_steps": 6, "checkpoint_every": 3, "loader_workers": 0}  # fmt: skip
     base.update(spec)
     return {"kind": "pretrain", "spec": base, "name": "tiny"}
-
-
-def _wait(client: httpx.Client, job_id: str, states: set[str], timeout: float = 240) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in states:
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} never reached {states}: {job}")
 
 
 def test_pretrain_job_succeeds_and_its_run_is_browsable(service) -> None:
@@ -45,7 +34,7 @@ def test_pretrain_job_succeeds_and_its_run_is_browsable(service) -> None:
         with client.stream("GET", f"/v1/jobs/{job['id']}/logs", params=follow, timeout=None) as s:
             streamed = "".join(s.iter_text())
         assert "SELFIE_RESULT" in streamed
-        done = _wait(client, job["id"], {"SUCCEEDED", "FAILED"})
+        done = wait_for_state(client, job["id"], {"SUCCEEDED", "FAILED"})
         assert done["state"] == "SUCCEEDED", (done, streamed[-3000:])
         run_id = done["result"]["mlflow_run_id"]
         assert done["mlflow_run_ids"] == [run_id]
@@ -76,30 +65,10 @@ def test_pretrain_job_succeeds_and_its_run_is_browsable(service) -> None:
         assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
 
 
-def test_idempotency_key_gives_one_job_even_concurrently(service) -> None:
-    body = _pretrain_body(service.data_dir, max_steps=2)
-    answers: list[httpx.Response] = []
-
-    def post() -> None:
-        with service.client() as client:
-            answers.append(client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k-1"}))
-
-    threads = [threading.Thread(target=post) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    ids = {a.json()["id"] for a in answers}
-    assert len(ids) == 1, [a.text for a in answers]
-    assert sorted(a.status_code for a in answers).count(201) == 1
-    with service.client() as client:
-        _wait(client, ids.pop(), {"SUCCEEDED", "FAILED"})
-
-
 def test_cancel_stops_a_running_job(service) -> None:
     with service.client() as client:
         job = client.post("/v1/jobs", json=_pretrain_body(service.data_dir, max_steps=5000)).json()
-        _wait(client, job["id"], {"RUNNING"})
+        wait_for_state(client, job["id"], {"RUNNING"})
         conflict = client.delete(f"/v1/jobs/{job['id']}")
         assert conflict.status_code == 409 and "cancel it first" in conflict.json()["detail"]
         cancelled = client.post(f"/v1/jobs/{job['id']}/cancel").json()
@@ -114,14 +83,14 @@ def test_cancel_stops_a_running_job(service) -> None:
 def test_killed_service_restarts_with_every_job(service) -> None:
     with service.client() as client:
         job = client.post("/v1/jobs", json=_pretrain_body(service.data_dir, max_steps=40)).json()
-        _wait(client, job["id"], {"RUNNING"})
+        wait_for_state(client, job["id"], {"RUNNING"})
         before = {j["id"]: j["state"] for j in client.get("/v1/jobs").json()["items"]}
     service.kill()
     service.start()
     with service.client() as client:
         after = {j["id"]: j["state"] for j in client.get("/v1/jobs").json()["items"]}
         assert set(before) <= set(after), "no job may be lost"
-        done = _wait(client, job["id"], {"SUCCEEDED", "FAILED"})
+        done = wait_for_state(client, job["id"], {"SUCCEEDED", "FAILED"})
         assert done["state"] == "SUCCEEDED", done
         same = client.get("/v1/jobs", params={"name": "tiny"}).json()["items"]
         assert sum(1 for j in same if j["id"] == job["id"]) == 1
@@ -177,14 +146,14 @@ def test_killed_job_driver_ends_failed_not_running(service) -> None:
 
     with service.client() as client:
         job = client.post("/v1/jobs", json=_pretrain_body(service.data_dir, max_steps=5000)).json()
-        _wait(client, job["id"], {"RUNNING"})
+        wait_for_state(client, job["id"], {"RUNNING"})
         needle = f"SELFIE_SUBMISSION_ID={job['submission_id']}".encode()
         deadline = time.time() + 60
         while (pid := _pid_with_env(needle)) is None and time.time() < deadline:
             time.sleep(0.5)
         assert pid is not None, "job driver process not found"
         os.kill(pid, signal.SIGKILL)
-        done = _wait(client, job["id"], {"FAILED", "SUCCEEDED", "STOPPED"}, timeout=120)
+        done = wait_for_state(client, job["id"], {"FAILED", "SUCCEEDED", "STOPPED"}, timeout=120)
         assert done["state"] == "FAILED" and done["message"], done
 
 
@@ -218,11 +187,11 @@ def test_ray_outage_is_reported_refused_and_recovered_from(service, tmp_path) ->
             _wait_healthy(svc)
             first = client.post("/v1/jobs", json=body)
             assert first.status_code == 201, first.text
-            assert _wait(client, first.json()["id"], {"SUCCEEDED", "FAILED"})["state"] == (
+            assert wait_for_state(client, first.json()["id"], {"SUCCEEDED", "FAILED"})["state"] == (
                 "SUCCEEDED"
             )
             long = client.post("/v1/jobs", json=_pretrain_body(service.data_dir, max_steps=5000))
-            _wait(client, long.json()["id"], {"RUNNING"})
+            wait_for_state(client, long.json()["id"], {"RUNNING"})
             cluster.stop()  # the head dies with the job on it
             _assert_ray_down(client, svc, body)
             time.sleep(2)  # reconciler ticks while Ray is away change nothing
@@ -230,7 +199,7 @@ def test_ray_outage_is_reported_refused_and_recovered_from(service, tmp_path) ->
             assert kept == {first.json()["id"]: "SUCCEEDED", long.json()["id"]: "RUNNING"}
             cluster.start_head()  # a new head on the same address, knowing no old job
             _wait_healthy(svc)
-            closed = _wait(client, long.json()["id"], {"FAILED", "SUCCEEDED", "STOPPED"})
+            closed = wait_for_state(client, long.json()["id"], {"FAILED", "SUCCEEDED", "STOPPED"})
             assert closed["state"] == "FAILED" and "restarted" in closed["message"], closed
             for follow in ("false", "true"):  # its logs went with the old head: 404, said so
                 gone = client.get(f"/v1/jobs/{closed['id']}/logs", params={"follow": follow})

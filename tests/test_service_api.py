@@ -11,16 +11,7 @@ import time
 import httpx
 import pytest
 
-
-def _wait(client: httpx.Client, job_id: str, states: set[str], timeout: float = 120) -> dict:
-    deadline = time.time() + timeout
-    job: dict = {}
-    while time.time() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in states:
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} never reached {states}: {job}")
+from tests.service_process import wait_for_state
 
 
 def _ingest(service, out: str, source: str = "synthetic:60", **extra) -> dict:
@@ -93,12 +84,12 @@ def test_an_ingest_job_runs_to_its_result(local_service) -> None:
     with local_service.client() as client:
         created = client.post("/v1/jobs", json=_ingest(local_service, "d1"))
         assert created.status_code == 201, created.text
-        job = _wait(client, created.json()["id"], {"SUCCEEDED", "FAILED"})
+        job = wait_for_state(client, created.json()["id"], {"SUCCEEDED", "FAILED"})
         assert job["state"] == "SUCCEEDED", client.get(f"/v1/jobs/{job['id']}/logs").text
         assert job["result"]["counts"]["train"] > 0 and job["result"]["skipped"] == 0
         assert "SELFIE_RESULT" in client.get(f"/v1/jobs/{job['id']}/logs").text
         again = client.post("/v1/jobs", json=_ingest(local_service, "d1"))
-        failed = _wait(client, again.json()["id"], {"SUCCEEDED", "FAILED"})
+        failed = wait_for_state(client, again.json()["id"], {"SUCCEEDED", "FAILED"})
         assert failed["state"] == "FAILED" and "--overwrite" in failed["message"]
         assert (local_service.data_root / "d1" / "manifest.json").is_file()  # nothing lost
 
@@ -120,7 +111,7 @@ def test_idempotency_key_admits_one_job_under_concurrent_posts(local_service) ->
     assert len(ids) == 1, [a.text for a in answers]
     assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
     with local_service.client() as client:
-        _wait(client, ids.pop(), {"SUCCEEDED", "FAILED"})
+        wait_for_state(client, ids.pop(), {"SUCCEEDED", "FAILED"})
 
 
 def test_pages_list_every_job_once_newest_first(local_service) -> None:
@@ -143,7 +134,7 @@ def test_pages_list_every_job_once_newest_first(local_service) -> None:
         assert mine == list(reversed(made))
         assert client.get("/v1/jobs", params={"cursor": "bogus"}).status_code == 422
         for job_id in made:
-            _wait(client, job_id, {"SUCCEEDED", "FAILED"})
+            wait_for_state(client, job_id, {"SUCCEEDED", "FAILED"})
         done = client.get("/v1/jobs", params={"state": "SUCCEEDED", "limit": 500}).json()
         assert set(made) <= {j["id"] for j in done["items"]}
 
@@ -152,7 +143,7 @@ def test_delete_refuses_a_running_job_then_cancel_stops_it(local_service) -> Non
     with local_service.client() as client:
         body = _ingest(local_service, "long", source="synthetic:400000")
         job = client.post("/v1/jobs", json=body).json()
-        _wait(client, job["id"], {"RUNNING"})
+        wait_for_state(client, job["id"], {"RUNNING"})
         conflict = client.delete(f"/v1/jobs/{job['id']}")
         assert conflict.status_code == 409 and "cancel it first" in conflict.json()["detail"]
         assert client.post(f"/v1/jobs/{job['id']}/cancel").json()["state"] == "STOPPED"
