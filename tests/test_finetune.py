@@ -1,12 +1,13 @@
 """Finetuning without Ray: subsets, both inits, best-validation state, test read separately."""
 
-from pathlib import Path
+import itertools
 
 import pytest
 import torch
 
 from pipelines.data.ingest import ingest
-from pipelines.data.loader import ShardData, read_subset
+from pipelines.data.labels import labeled_positions
+from pipelines.data.loader import ShardData
 from pipelines.specs import IngestSpec
 from pipelines.sweep.finetune import (
     FinetuneConfig,
@@ -41,8 +42,7 @@ def test_small_subsets_still_get_min_steps() -> None:
 
 
 def test_scratch_learns_and_keeps_best_state(data: ShardData) -> None:
-    samples = read_subset(data.shards("train"), None)
-    results = list(finetune(_cfg(), data, samples, SelfieConfig(), None, torch.device("cpu")))
+    results = list(finetune(_cfg(), data, None, SelfieConfig(), None, torch.device("cpu")))
     assert [r.epoch for r in results] == [1, 2, 3, 4]
     best = max(results, key=lambda r: r.val_accuracy)
     assert results[-1].best_val_accuracy == best.val_accuracy
@@ -75,7 +75,38 @@ def test_selfie_init_without_encoder_is_refused() -> None:
         build_model(_cfg(init="selfie"), SelfieConfig(), 4, None)
 
 
-def test_subset_file_is_not_the_test_split(data: ShardData, tmp_path: Path) -> None:
-    train = read_subset(data.shards("train"), [0, 1, 2])
-    assert len(train) == 3
-    assert data.manifest.counts["test"] > 0
+def test_a_small_subset_streams_repeated_and_seeded(data: ShardData) -> None:
+    """Batches of a 10-sample subset hold only its labels, repeat, and are the same for a
+    seed (both inits train on the same batches)."""
+    labels = data.labels("train")
+    idx = labeled_positions(labels, 0.04, seed=0)
+    assert idx is not None and len(idx) < 32
+
+    def first_batches(seed: int) -> list[torch.Tensor]:
+        loader = data.train_loader(32, num_workers=0, seed=seed, indices=idx)
+        return [b for b, _ in itertools.islice(iter(loader), 3)]
+
+    loader = data.train_loader(32, num_workers=0, seed=0, indices=idx)
+    for _, batch_labels in itertools.islice(iter(loader), 3):
+        assert sorted(set(batch_labels.tolist())) <= sorted({int(labels[i]) for i in idx})
+    a, b, c = first_batches(0), first_batches(0), first_batches(1)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_finetune_streams_a_subset_through_loader_processes(data: ShardData) -> None:
+    idx = labeled_positions(data.labels("train"), 0.2, seed=0)
+    cfg = _cfg(epochs=1, min_steps_per_epoch=2)
+    results = list(
+        finetune(cfg, data, idx, SelfieConfig(), None, torch.device("cpu"), loader_workers=2)
+    )
+    assert len(results) == 1 and 0.0 <= results[0].val_accuracy <= 1.0
+
+
+def test_unpatchable_model_size_is_refused_early(data: ShardData) -> None:
+    from pipelines.specs.common import SpecError
+
+    bad = SelfieConfig(image_size=32, patch_size=8)
+    object.__setattr__(bad, "image_size", 36)  # as a config from elsewhere might say
+    with pytest.raises(SpecError, match="image size 36"):
+        next(finetune(_cfg(), data, None, bad, None, torch.device("cpu")))

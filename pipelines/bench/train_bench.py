@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from pipelines.data.loader import ShardData
+from pipelines.data.normalize import normalized_batches
 from pipelines.pretrain.worker_loop import model_config_for
 from pipelines.settings import Settings
 from pipelines.specs import PretrainSpec
@@ -37,7 +38,9 @@ def plain_loop_images_per_s(spec: PretrainSpec, steps: int, warmup: int = 5) -> 
     optimizer = build_optimizer(model, spec.optim)
     scheduler = build_scheduler(optimizer, spec.optim, steps + warmup)
     generator = torch.Generator().manual_seed(0)
-    batches = iter(data.train_loader(spec.batch_size, num_workers=spec.loader_workers))
+    loader = data.train_loader(spec.batch_size, num_workers=spec.loader_workers)
+    m, sd = data.manifest.mean, data.manifest.std
+    batches = normalized_batches(loader, m, sd, torch.device("cpu"))  # uint8 -> as training
     for _ in range(warmup):
         pretrain_step(model, next(batches)[0], generator, optimizer, scheduler)
     start = time.perf_counter()

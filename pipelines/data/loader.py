@@ -1,11 +1,14 @@
 """Streaming shards to training workers.
 
-Each Ray Train worker (rank r of W) with D DataLoader processes has R = W * D readers. With
-at least R shards, reader i reads shards i, i+R, ... (reshuffled every pass); with fewer,
-every reader walks all shards and decodes only samples i, i+R, ... . Streams repeat
-forever: an *epoch* is defined as `steps_per_epoch = train_count // (W * batch_size)`
-steps on every rank, so all ranks take the same number of steps whatever the shard sizes
-(DDP would hang otherwise) and one epoch covers about one pass over the training split.
+Each Ray Train worker (rank r of W) with D DataLoader processes has R = W * D readers. Every
+pass all readers apply one shared shard permutation and split the chosen samples exactly
+(`pipelines.data.partition`): one pass reads each chosen sample once, whatever the shard
+count. Training streams repeat forever: an *epoch* is `steps_per_epoch = train_count //
+(W * batch_size)` steps on every rank, so all ranks take the same number of steps whatever
+the shard sizes (DDP would hang otherwise) and one epoch covers about one pass.
+
+A labeled subset is streamed the same way, chosen by position (`indices`, manifest order):
+nothing holds a split's bytes in memory, only the O(n) index set.
 """
 
 from __future__ import annotations
@@ -17,72 +20,87 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset
 
 from pipelines.data.augment import ImageTransform, transform_for
+from pipelines.data.labels import split_labels
 from pipelines.data.manifest import Manifest, Split, load_manifest, verify_shards
-from pipelines.data.shard_io import image_bytes, iter_shard
+from pipelines.data.partition import (
+    Piece,
+    ReaderSlot,
+    Selection,
+    reader_pieces,
+    reader_slot,
+)
+from pipelines.data.shard_read import ReadStats, Sample, check_exists, read_samples
+from pipelines.errors import DataError
 
-
-@dataclass(frozen=True)
-class ReaderSlot:
-    """Which reader this process is among all readers of the job."""
-
-    index: int
-    count: int
-
-
-def reader_slot(rank: int, world_size: int) -> ReaderSlot:
-    info = get_worker_info()
-    workers = info.num_workers if info else 1
-    worker = info.id if info else 0
-    return ReaderSlot(index=rank * workers + worker, count=world_size * workers)
-
-
-def iter_labeled(paths: Sequence[str]) -> Iterator[tuple[bytes, int]]:
-    """(image bytes, label) for every usable sample, in manifest order."""
-    for path in paths:
-        for _key, fields in iter_shard(path):
-            img = image_bytes(fields)
-            if img is None or "cls" not in fields:
-                continue  # ingest counted and named these; the loader skips them alike
-            yield img, int(fields["cls"].decode().strip())
+__all__ = ["ReaderSlot", "ShardData", "ShardStream", "reader_slot"]
 
 
 class ShardStream(IterableDataset):
-    """Samples of this reader's share of `shards`, decoded and transformed.
+    """This reader's share of the chosen samples of `shards`, decoded and transformed.
 
-    `repeat=True` cycles forever with a fresh shuffle per pass (training); `repeat=False`
-    makes one ordered pass (evaluation).
+    `shuffle=True` permutes shards per pass (shared by all readers) and shuffles within a
+    per-reader buffer seeded by (seed, pass, reader); `passes=None` repeats forever
+    (training), `passes=1` is one pass (evaluation, with `shuffle=False`: shard order).
     """
 
     def __init__(
         self,
         shards: Sequence[str],
+        counts: Sequence[int],
         transform: ImageTransform,
         *,
+        indices: Sequence[int] | None = None,
         rank: int = 0,
         world_size: int = 1,
-        repeat: bool = True,
+        shuffle: bool = True,
+        passes: int | None = None,
         seed: int = 0,
         shuffle_buffer: int = 512,
     ) -> None:
         if not shards:
-            raise ValueError("no shards to read: is the split empty in the manifest?")
+            raise DataError("no shards to read: is the split empty in the manifest?")
+        if len(shards) != len(counts):
+            raise ValueError("one sample count per shard is needed to split the shards")
         self.shards = list(shards)
+        self.selection = Selection(counts, indices)
+        if len(self.selection) == 0:
+            raise DataError("the chosen subset of the shards is empty")
         self.transform = transform
         self.rank, self.world_size = rank, world_size
-        self.repeat, self.seed, self.shuffle_buffer = repeat, seed, shuffle_buffer
+        self.shuffle, self.passes = shuffle, passes
+        self.seed, self.shuffle_buffer = seed, shuffle_buffer
+        self.stats = ReadStats()
 
-    def _owned(self, slot: ReaderSlot, rng: np.random.Generator) -> Iterator[tuple[bytes, int]]:
-        shards = list(self.shards)
-        if self.repeat:
-            shards = [shards[i] for i in rng.permutation(len(shards))]
-        if len(shards) >= slot.count:
-            yield from iter_labeled(shards[slot.index :: slot.count])
-        else:
-            samples = iter_labeled(shards)
-            yield from itertools.islice(samples, slot.index, None, slot.count)
+    def pieces(self, slot: ReaderSlot, pass_no: int) -> list[Piece]:
+        return reader_pieces(
+            self.selection.chosen_counts(),
+            slot,
+            seed=self.seed,
+            pass_no=pass_no,
+            shuffle=self.shuffle,
+        )
+
+    def pass_samples(self, slot: ReaderSlot, pass_no: int) -> Iterator[Sample]:
+        """The undecoded samples this reader owns in this pass (shuffled if `shuffle`).
+
+        The DataLoader path and the partition tests both go through here."""
+        items = self._owned(slot, pass_no)
+        if self.shuffle:
+            items = self._shuffled(items, np.random.default_rng(self._rng_key(slot, pass_no)))
+        return items
+
+    def _rng_key(self, slot: ReaderSlot, pass_no: int) -> list[int]:
+        return [self.seed, pass_no, slot.index, slot.count]
+
+    def _owned(self, slot: ReaderSlot, pass_no: int) -> Iterator[Sample]:
+        for piece in self.pieces(slot, pass_no):
+            positions = self.selection.positions(piece)
+            for sample in read_samples(self.shards[piece.shard], positions, stats=self.stats):
+                if sample.label >= 0:
+                    yield sample
 
     def _shuffled(self, items: Iterator, rng: np.random.Generator) -> Iterator:
         buffer: list = []
@@ -98,48 +116,16 @@ class ShardStream(IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         slot = reader_slot(self.rank, self.world_size)
-        rng = np.random.default_rng([self.seed, slot.index])
-        for _pass in itertools.count():
-            items = self._owned(slot, rng)
-            if self.repeat:
-                items = self._shuffled(items, rng)
+        passes = itertools.count() if self.passes is None else range(self.passes)
+        for pass_no in passes:
+            # The augmentation draws come from their own per-reader, per-pass generator.
+            rng = np.random.default_rng([*self._rng_key(slot, pass_no), 1])
             produced = False
-            for png, label in items:
+            for sample in self.pass_samples(slot, pass_no):
                 produced = True
-                yield self.transform(png, rng), label
-            if not self.repeat or not produced:
-                return
-
-
-class EncodedSamples(Dataset):
-    """A labeled subset held as encoded bytes in memory: read from the shards once, not per
-    epoch, so a 5% subset costs 5% of the decode work per epoch."""
-
-    def __init__(self, samples: list[tuple[bytes, int]], transform: ImageTransform, seed: int):
-        self.samples, self.transform, self.seed = samples, transform, seed
-        self._rng: np.random.Generator | None = None
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        if self._rng is None:
-            info = get_worker_info()
-            self._rng = np.random.default_rng([self.seed, info.id if info else 0])
-        png, label = self.samples[i]
-        return self.transform(png, self._rng), label
-
-    @property
-    def labels(self) -> list[int]:
-        return [label for _, label in self.samples]
-
-
-def read_subset(paths: Sequence[str], indices: Sequence[int] | None) -> list[tuple[bytes, int]]:
-    """The samples at `indices` (positions in manifest order), or all of them, in one pass."""
-    if indices is None:
-        return list(iter_labeled(paths))
-    wanted = set(indices)
-    return [s for i, s in enumerate(iter_labeled(paths)) if i in wanted]
+                yield self.transform(sample.image, rng), sample.label
+            if not produced:
+                return  # this reader owns nothing (fewer chosen samples than readers)
 
 
 @dataclass
@@ -155,13 +141,35 @@ class ShardData:
         manifest = load_manifest(path)
         if verify:
             verify_shards(path, manifest)
-        return cls(path, manifest)
+        data = cls(path, manifest)
+        for split in ("train", "val", "test"):
+            for shard in data.shards(split):
+                check_exists(shard)
+        return data
 
     def shards(self, split: Split) -> list[str]:
         return self.manifest.shard_paths(self.data_dir, split)
 
+    def counts(self, split: Split) -> list[int]:
+        return [s.count for s in self.manifest.shards.get(split, [])]
+
+    def labels(self, split: Split = "train") -> np.ndarray:
+        """Every sample's label in manifest order, without reading image bytes."""
+        return split_labels(self.data_dir, self.manifest, split)
+
     def steps_per_epoch(self, world_size: int, batch_size: int) -> int:
         return max(1, self.manifest.counts["train"] // (world_size * batch_size))
+
+    def _loader(self, stream: ShardStream, batch_size: int, num_workers: int, **kw) -> DataLoader:
+        return DataLoader(
+            stream,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            prefetch_factor=4 if num_workers > 0 else None,
+            pin_memory=torch.cuda.is_available(),
+            **kw,
+        )
 
     def train_loader(
         self,
@@ -171,30 +179,36 @@ class ShardData:
         world_size: int = 1,
         num_workers: int = 1,
         seed: int = 0,
+        image_size: int | None = None,
+        indices: Sequence[int] | None = None,
     ) -> DataLoader:
-        """An endless loader of augmented batches for this rank; take steps_per_epoch a time."""
+        """An endless loader of augmented uint8 batches for this rank (take steps_per_epoch
+        a time), over the whole training split or the samples at `indices`."""
         stream = ShardStream(
             self.shards("train"),
-            transform_for(self.manifest, train=True),
+            self.counts("train"),
+            transform_for(self.manifest, train=True, image_size=image_size),
+            indices=indices,
             rank=rank,
             world_size=world_size,
             seed=seed,
         )
-        return DataLoader(
-            stream,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            drop_last=True,
-            persistent_workers=num_workers > 0,
-            prefetch_factor=4 if num_workers > 0 else None,
-        )
+        return self._loader(stream, batch_size, num_workers, drop_last=True)
 
-    def eval_loader(self, split: Split, batch_size: int, num_workers: int = 0) -> DataLoader:
-        """One ordered pass over a split, no augmentation."""
+    def eval_loader(
+        self,
+        split: Split,
+        batch_size: int,
+        num_workers: int = 0,
+        *,
+        image_size: int | None = None,
+    ) -> DataLoader:
+        """One pass over a split in shard order, no augmentation; uint8 batches."""
         stream = ShardStream(
-            self.shards(split), transform_for(self.manifest, train=False), repeat=False
+            self.shards(split),
+            self.counts(split),
+            transform_for(self.manifest, train=False, image_size=image_size),
+            shuffle=False,
+            passes=1,
         )
-        return DataLoader(stream, batch_size=batch_size, num_workers=num_workers)
-
-    def train_labels(self) -> list[int]:
-        return [label for _, label in iter_labeled(self.shards("train"))]
+        return self._loader(stream, batch_size, num_workers)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from pipelines.data.loader import ShardData
+from pipelines.data.normalize import to_device_normalized
 from pipelines.specs import PretrainSpec
 from pipelines.training.checkpoint import load_training_state, save_training_state
 from pipelines.training.optim import build_optimizer, build_scheduler
@@ -83,6 +84,7 @@ def pretrain_worker(config: dict) -> None:
         world_size=world,
         num_workers=spec.loader_workers,
         seed=spec.seed * 31 + step,
+        image_size=model_config.image_size,
     )
     batches = iter(loader)
     logger = None
@@ -96,7 +98,8 @@ def pretrain_worker(config: dict) -> None:
     while step < total_steps:
         images, _ = next(batches)
         metrics = pretrain_step(
-            model, images.to(device, non_blocking=True), generator, optimizer, scheduler,
+            model, to_device_normalized(images, data.manifest.mean, data.manifest.std, device),
+            generator, optimizer, scheduler,
             spec.optim.grad_clip,
         )  # fmt: skip
         step += 1

@@ -75,6 +75,9 @@ class SweepOptions(Spec):
     warmup_epochs: int = Field(default=1, ge=0, le=1000, description="Linear warmup epochs.")
     verify: bool = Field(default=False, description="Check shard checksums before the sweep.")
     cpus_per_trial: int = Field(default=1, ge=1, le=256, description="CPUs per trial.")
+    loader_workers: int = Field(
+        default=1, ge=0, le=64, description="DataLoader processes per trial (0: in the trial)."
+    )
     gpus_per_trial: float = Field(default=0, ge=0, le=16, description="GPUs per trial.")
     max_concurrent: int | None = Field(
         default=None, ge=1, le=10_000, description="Trials at once (default: as resources allow)."

@@ -125,9 +125,9 @@ def run_sweep(
     *,
     parent_run_id: str | None = None,
 ) -> SweepResult:
+    from pipelines.data.labels import labeled_positions
     from pipelines.sweep.weights_source import resolve_weights
     from selfie_core.config import SelfieConfig
-    from selfie_core.subsets import labeled_subset
 
     spec.check_paths()
     data = ShardData.open(spec.data_dir(), verify=spec.verify)
@@ -146,9 +146,9 @@ def run_sweep(
     else:
         model_config = SelfieConfig(preset=spec.preset, image_size=data.manifest.image_size)
 
-    labels = data.train_labels()
+    labels = data.labels("train")  # from the label sidecar: no image bytes are read
     subsets = {
-        subset_key(f, s): (labeled_subset(labels, f, s) if f < 1 else None)
+        subset_key(f, s): labeled_positions(labels, f, s)
         for f in spec.fractions
         for s in range(spec.seeds)
     }

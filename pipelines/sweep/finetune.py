@@ -8,16 +8,17 @@ the test split is never read here.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
 
-from pipelines.data.augment import transform_for
-from pipelines.data.loader import EncodedSamples, ShardData
+from pipelines.data.geometry import model_image_size
+from pipelines.data.loader import ShardData
+from pipelines.data.normalize import normalized_batches
 from pipelines.specs import OptimSpec
 from pipelines.training.checkpoint import EncoderFile
 from pipelines.training.optim import build_optimizer, build_scheduler
@@ -72,29 +73,44 @@ def build_model(
 
 
 def steps_per_epoch(num_samples: int, cfg: FinetuneConfig) -> int:
-    """One pass over the subset, but at least `min_steps_per_epoch` (sampled with
-    replacement) so a 5% subset still gets a useful number of updates."""
+    """One pass over the subset, but at least `min_steps_per_epoch` (the subset's stream
+    repeats, reshuffled each pass) so a 5% subset still gets a useful number of updates."""
     return max(math.ceil(num_samples / cfg.batch_size), cfg.min_steps_per_epoch)
 
 
 def finetune(
     cfg: FinetuneConfig,
     data: ShardData,
-    samples: list[tuple[bytes, int]],
+    indices: Sequence[int] | None,
     model_config: SelfieConfig,
     encoder: EncoderFile | None,
     device: torch.device,
+    *,
+    loader_workers: int = 0,
 ) -> Iterator[EpochResult]:
-    model = place(build_model(cfg, model_config, data.manifest.num_classes, encoder), device)
-    steps = steps_per_epoch(len(samples), cfg)
-    dataset = EncodedSamples(samples, transform_for(data.manifest, train=True), seed=cfg.seed)
-    sampler = RandomSampler(
-        dataset,
-        replacement=True,
-        num_samples=steps * cfg.batch_size,
-        generator=torch.Generator().manual_seed(cfg.seed),
+    """Finetune on the training samples at `indices` (manifest order; None: all of them).
+
+    The subset is streamed from the shards by `loader_workers` processes (0: this
+    process), never held in memory; batches arrive as uint8 and are normalised on the
+    device. The stream is seeded by `cfg.seed` alone, so both inits see the same batches.
+    """
+    size = model_image_size(
+        data.manifest.image_size, model_config.image_size, model_config.patch_size
     )
-    train_loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True)
+    model = place(build_model(cfg, model_config, data.manifest.num_classes, encoder), device)
+    num_labeled = len(indices) if indices is not None else data.manifest.counts["train"]
+    steps = steps_per_epoch(num_labeled, cfg)
+    train_batches = iter(
+        data.train_loader(
+            cfg.batch_size,
+            num_workers=loader_workers,
+            seed=cfg.seed,
+            image_size=size,
+            indices=indices,
+        )
+    )
+    val_loader = data.eval_loader("val", 256, loader_workers, image_size=size)
+    mean, std = data.manifest.mean, data.manifest.std
     optim = OptimSpec(
         lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_epochs * steps,
         min_lr_ratio=0.0,
@@ -105,12 +121,11 @@ def finetune(
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         loss_sum, acc_sum, n = 0.0, 0.0, 0
-        for images, labels in train_loader:
-            m = classify_step(
-                model, images.to(device), labels.to(device), optimizer, scheduler, optim.grad_clip
-            )
+        epoch_batches = itertools.islice(train_batches, steps)
+        for images, labels in normalized_batches(epoch_batches, mean, std, device):
+            m = classify_step(model, images, labels, optimizer, scheduler, optim.grad_clip)
             loss_sum, acc_sum, n = loss_sum + m.loss, acc_sum + m.accuracy, n + 1
-        val = evaluate_classifier(model, data.eval_loader("val", 256), device)
+        val = evaluate_classifier(model, normalized_batches(val_loader, mean, std, device), device)
         improved = val.accuracy > best_acc
         if improved:
             best_acc, best_epoch = val.accuracy, epoch
@@ -134,9 +149,17 @@ def evaluate_on_test(
     model_config: SelfieConfig,
     state: dict[str, torch.Tensor],
     device: torch.device,
+    *,
+    loader_workers: int = 0,
 ) -> float:
     """Test accuracy of the model validation chose: the test split is read once, never to select."""
     model = build_encoder(cfg.encoder, model_config, data.manifest.num_classes)
     model.load_state_dict(state)
     model = place(model, device)
-    return evaluate_classifier(model, data.eval_loader("test", 256), device).accuracy
+    size = model_image_size(
+        data.manifest.image_size, model_config.image_size, model_config.patch_size
+    )
+    batches = data.eval_loader("test", 256, loader_workers, image_size=size)
+    mean, std = data.manifest.mean, data.manifest.std
+    test = normalized_batches(batches, mean, std, device)
+    return evaluate_classifier(model, test, device).accuracy

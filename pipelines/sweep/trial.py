@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.data.loader import ShardData, read_subset
+from pipelines.data.loader import ShardData
 from pipelines.specs import SweepSpec
 from pipelines.sweep.finetune import FinetuneConfig, finetune
 from pipelines.training.checkpoint import EncoderFile
@@ -49,11 +49,18 @@ def finetune_trial(
     torch.set_num_threads(spec.cpus_per_trial)
     device = torch.device("cuda" if spec.gpus_per_trial and torch.cuda.is_available() else "cpu")
     data = ShardData.open(spec.data_dir())
+    # Positions in manifest order (None: all); the trial streams them, holding no bytes.
     indices = subsets[subset_key(config["fraction"], config["seed"])]
-    samples = read_subset(data.shards("train"), indices)
+    labeled = len(indices) if indices is not None else data.manifest.counts["train"]
     cfg = finetune_config(spec, config)
     for result in finetune(
-        cfg, data, samples, SelfieConfig.from_dict(model_config), encoder, device
+        cfg,
+        data,
+        indices,
+        SelfieConfig.from_dict(model_config),
+        encoder,
+        device,
+        loader_workers=spec.loader_workers,
     ):
         metrics = {
             "epoch": result.epoch,
@@ -62,7 +69,7 @@ def finetune_trial(
             "val_loss": result.val_loss,
             "val_accuracy": result.val_accuracy,
             "best_val_accuracy": result.best_val_accuracy,
-            "labeled_samples": len(samples),
+            "labeled_samples": labeled,
         }
         # Checkpoint the best-validation weights once, at the end; with ASHA a trial may be
         # stopped at any epoch, so then at every improvement (Tune snapshots more often).
