@@ -100,7 +100,7 @@ def test_pipeline_nests_runs_and_links_lineage(data_dir, tmp_path, ray_session) 
         source="synthetic:200",
         pretrain={"max_steps": 6, "batch_size": 16, "checkpoint_every": 3, "loader_workers": 0},
         sweep={
-            "encoders": ["hybrid"], "fractions": [0.5], "seeds": 1, "epochs": 1,
+            "architectures": ["hybrid"], "fractions": [0.5], "seeds": 1, "epochs": 1,
             "min_steps_per_epoch": 2, "search": {"lr": [1e-2]},
         },
     )  # fmt: skip
@@ -116,6 +116,13 @@ def test_pipeline_nests_runs_and_links_lineage(data_dir, tmp_path, ray_session) 
     assert "| hybrid | 50% |" in result.table_markdown
     markdown, _ = report_for_run(result.mlflow_run_id, settings)
     assert markdown == result.table_markdown
+    # Resuming a pipeline reopens its run and does not pretrain again.
+    again = run_pipeline(
+        spec.model_copy(update={"run_name": result.run_name, "resume": True}), settings
+    )
+    assert again.mlflow_run_id == result.mlflow_run_id
+    assert again.pretrain_run_id == result.pretrain_run_id
+    assert again.sweep_run_id == result.sweep_run_id
 
 
 def test_cli_sweep_errors_are_one_sentence(data_dir) -> None:
@@ -131,7 +138,7 @@ def test_cli_sweep_errors_are_one_sentence(data_dir) -> None:
         [sys.executable, "-m", "pipelines.cli", "sweep", "--data", str(data_dir)],
         capture_output=True, text=True,
     )  # fmt: skip
-    assert run.returncode == 2 and "needs an encoder" in run.stderr
+    assert run.returncode == 2 and "needs pretrained weights" in run.stderr
 
 
 def test_sweep_verify_names_a_changed_shard(tmp_path, ray_session) -> None:
