@@ -46,7 +46,7 @@ def encoder_file(tmp_path_factory) -> Path:
     return path
 
 
-def _sweep(data_dir: Path, encoder: Path, **kw) -> SweepSpec:
+def _sweep(data_dir: Path, encoder: Path | str, **kw) -> SweepSpec:
     base = dict(
         data=str(data_dir), pretrained=str(encoder), architectures=["resnet50"],
         fractions=[0.2, 1.0], seeds=2, epochs=2, min_steps_per_epoch=3,
@@ -87,8 +87,10 @@ def test_bad_encoder_and_report_inputs(data_dir, tmp_path, ray_session) -> None:
     broken.write_bytes(b"\x00" * 100)
     with pytest.raises(SelfieError, match=r"broken\.pt.*truncated or corrupt"):
         run_sweep(_sweep(data_dir, broken), settings)
-    with pytest.raises(SpecError, match="neither a file"):
-        run_sweep(_sweep(data_dir, Path("0123456789abcdef")), settings)
+    with pytest.raises(SpecError, match="pretrained weights file .*nosuch.pt' does not exist"):
+        run_sweep(_sweep(data_dir, Path("nosuch.pt")), settings)
+    with pytest.raises(SpecError, match="no MLflow run '" + "ab" * 16):
+        run_sweep(_sweep(data_dir, "runs:/" + "ab" * 16), settings)
     with pytest.raises(SpecError, match="no MLflow run"):
         report_for_run("0123456789abcdef", settings)
 
