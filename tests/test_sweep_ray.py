@@ -87,7 +87,7 @@ def test_bad_encoder_and_report_inputs(data_dir, tmp_path, ray_session) -> None:
     broken.write_bytes(b"\x00" * 100)
     with pytest.raises(SelfieError, match=r"broken\.pt.*truncated or corrupt"):
         run_sweep(_sweep(data_dir, broken), settings)
-    with pytest.raises(SpecError, match="pretrained weights file .*nosuch.pt' does not exist"):
+    with pytest.raises(SpecError, match=r"pretrained weights file .*nosuch\.pt' does not exist"):
         run_sweep(_sweep(data_dir, Path("nosuch.pt")), settings)
     with pytest.raises(SpecError, match="no MLflow run '" + "ab" * 16):
         run_sweep(_sweep(data_dir, "runs:/" + "ab" * 16), settings)
