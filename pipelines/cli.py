@@ -78,15 +78,28 @@ def bench_model_cmd(
 
 @bench_app.command("data")
 def bench_data_cmd(
-    data: str = typer.Option(..., help="Ingested data dir."),
-    batch_size: int = typer.Option(64, help="Images per batch."),
-    batches: int = typer.Option(60, help="Timed batches per setting."),
+    data: str | None = typer.Option(None, help="Also time this ingested data dir."),
+    batch_size: int = typer.Option(32, help="Images per batch."),
+    batches: int = typer.Option(8, help="Timed batches per setting."),
+    image_size: int = typer.Option(224, help="The model's image side."),
+    random_resized_crop: bool = typer.Option(
+        True, help="Time the training path (RandomResizedCrop); --no-... times evaluation."
+    ),
+    num_images: int = typer.Option(300, help="Generated 300-500 px images per format."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Loader images/s with 1 and 2 DataLoader processes, and the ratio to tiny's training rate."""
+    """Loader images/s per process at the model's size: JPEG kept vs PNG re-encoded."""
     from pipelines.bench.data_bench import bench_data
 
-    emit(bench_data(data, batch_size, batches), as_json)
+    result = bench_data(
+        data,
+        batch_size,
+        batches,
+        image_size=image_size,
+        random_resized_crop=random_resized_crop,
+        num_images=num_images,
+    )
+    emit(result, as_json)
 
 
 @bench_app.command("train")
