@@ -7,6 +7,8 @@ mean/std come from a seeded sample of training images, decoded at a reduced scal
 from __future__ import annotations
 
 import glob
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +41,8 @@ def find_shards(pattern: str) -> dict[str, list[str]]:
     else:
         found = {"train": sorted(glob.glob(pattern)), "val": [], "test": []}
     if not found["train"]:
-        folder = Path(pattern.split("{split}")[0].split("*")[0]).parent
+        prefix = re.split(r"[*?\[{]", pattern, maxsplit=1)[0]
+        folder = Path(os.path.dirname(prefix) or ".")
         why = f" (folder {str(folder)!r} does not exist)" if not folder.exists() else ""
         raise IngestError(f"no training shards match {pattern!r}{why}")
     return found

@@ -138,8 +138,12 @@ def scan_tar(path: str) -> Iterator[ScannedSample]:
                     labels[stem] = f.read() if f else b""
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ShardReadError(f"shard {path!r} is truncated or not a tar file ({exc})") from None
-    if file_size - end > 0 and not _only_zero_blocks(path, end, file_size):
-        raise ShardReadError(f"shard {path!r} is truncated or not a tar file (cut inside a header)")
+    padded = -(-end // 512) * 512
+    if file_size < padded + 512 or not _only_zero_blocks(path, end, file_size):
+        # A complete tar ends with zero blocks; a cut one ends in a header or right after data.
+        raise ShardReadError(
+            f"shard {path!r} is truncated (it lacks the tar end-of-archive blocks)"
+        )
     for stem, fields in groups.items():
         ext = next((e for e in IMAGE_EXTS if e in fields), None)
         yield _sample(stem, ext, fields, labels.get(stem))
