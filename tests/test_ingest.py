@@ -435,3 +435,14 @@ def test_failed_ingest_keeps_old_labels(tmp_path: Path) -> None:
         ingest(IngestSpec(source=f"imagefolder:{root}", out=out, overwrite=True, workers=2))
     assert (out / "labels" / "train.npy").read_bytes() == before
     verify_shards(out, first)
+
+
+def test_ingest_bench_keeps_bytes_and_reports_rates(tmp_path: Path) -> None:
+    from pipelines.bench.ingest_bench import bench_ingest
+
+    r = bench_ingest(images=40, distinct=3, reencode_subset=6, work_dir=str(tmp_path))
+    assert r["bytes_kept_exactly"] and r["jpeg_bytes_in"] == r["image_payload_bytes_out"] > 0
+    assert r["shards_identical_across_worker_counts"]
+    assert set(r["images_per_s"]) == {"1_workers", "2_workers"} and r["speedup"]["1_vs_1"] == 1
+    assert r["png_reencode_subset"]["png_bytes_out"] > 0
+    assert not any(tmp_path.iterdir()), "generated files removed"
