@@ -99,8 +99,8 @@ def open_rgb(data: bytes, max_side: int | None = None) -> Image.Image:
 
 
 def decode_rgb(data: bytes, max_side: int | None = None) -> np.ndarray:
-    """Image bytes of any format and mode -> uint8 (H, W, 3)."""
-    return np.asarray(open_rgb(data, max_side))
+    """Image bytes of any format and mode -> uint8 (H, W, 3), writable (torch wants that)."""
+    return np.array(open_rgb(data, max_side))
 
 
 def decode_png(data: bytes) -> np.ndarray:
