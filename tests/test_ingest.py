@@ -316,8 +316,10 @@ def test_any_mode_folder_ingests_with_bytes_kept(tmp_path: Path) -> None:
         (tmp_path / "m" / c).mkdir(parents=True)
         for name, data in _mode_files().items():
             (tmp_path / "m" / c / name).write_bytes(data)
+        Image.new("RGB", (17, 13), (9, 99, 199)).save(tmp_path / "m" / c / "x.bmp")
     m = ingest(IngestSpec(source=f"imagefolder:{tmp_path / 'm'}", out=tmp_path / "d"))
-    assert sum(m.counts.values()) == 18 and not m.skipped
+    assert sum(m.counts.values()) == 20 and not m.skipped
+    assert m.image_formats == {"png": 14, "jpg": 4, "webp": 2}, "BMP re-encoded as PNG"
     for _, data, _ in _payloads(tmp_path / "d", m):
         assert decode_rgb(data).shape == (13, 17, 3)
 

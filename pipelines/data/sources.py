@@ -27,7 +27,7 @@ class EntryError(SelfieError):
     """One entry cannot be used (undecodable image); ingest skips or stops on it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     ref: Hashable  # a file path (folders) or an index into the pixel array
     label: int
