@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
+import resource
 import shutil
 import tempfile
 import time
@@ -94,10 +96,16 @@ def _payload_bytes(out: Path, manifest) -> int:
     return total
 
 
-def _timed_ingest(spec: IngestSpec) -> tuple[float, object]:
-    start = time.perf_counter()
+def _cpu_s() -> float:
+    """CPU seconds of this process (one worker runs in it; pool workers are not counted)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed_ingest(spec: IngestSpec) -> tuple[float, float, object]:
+    start, cpu = time.perf_counter(), _cpu_s()
     manifest = ingest(spec)
-    return time.perf_counter() - start, manifest
+    return time.perf_counter() - start, _cpu_s() - cpu, manifest
 
 
 def bench_ingest(
@@ -117,10 +125,11 @@ def bench_ingest(
         start = time.perf_counter()
         bytes_in = make_jpeg_folder(base / "jpegs", images, classes, distinct, seed, max(workers))
         generate_s = time.perf_counter() - start
-        rates, shards, manifests = {}, {}, {}
+        rates, shards, manifests, cpu = {}, {}, {}, {}
+        load_before = os.getloadavg()[0]
         for n in workers:
             spec = IngestSpec(source=f"imagefolder:{base / 'jpegs'}", out=base / f"w{n}", workers=n)
-            seconds, manifests[n] = _timed_ingest(spec)
+            seconds, cpu[n], manifests[n] = _timed_ingest(spec)
             rates[n] = images / seconds
             shards[n] = [s.sha256 for split in manifests[n].shards.values() for s in split]
         first = workers[0]
@@ -140,6 +149,11 @@ def bench_ingest(
             "image_payload_bytes_out": payload,
             "bytes_kept_exactly": payload == bytes_in,
             "stats_images": manifests[first].stats_images,
+            "cpu_ms_per_image_in_process": {
+                f"{n}_workers": round(1000 * cpu[n] / images, 3) for n in workers
+            },
+            "cpus": os.cpu_count(),
+            "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         }
         if reencode_subset:
             result["png_reencode_subset"] = _png_subset(base, reencode_subset, max(workers))
@@ -161,7 +175,7 @@ def _png_subset(base: Path, count: int, workers: int) -> dict:
         spec = IngestSpec(
             source=f"imagefolder:{sub}", out=base / f"sub-{mode}", workers=workers, reencode=mode
         )
-        seconds, manifest = _timed_ingest(spec)
+        seconds, _, manifest = _timed_ingest(spec)
         rates[mode] = count / seconds
         payload[mode] = _payload_bytes(base / f"sub-{mode}", manifest)
     return {
