@@ -264,7 +264,7 @@ def test_optional_resize_and_reencode(tmp_path: Path) -> None:
     stored = _payloads(tmp_path / "p", m)
     assert {ext for ext, _, _ in stored} == {"png"} and m.image_size is None
     m = ingest(IngestSpec(source=f"imagefolder:{root}", out=tmp_path / "s", image_size=12))
-    assert m.image_size == 12
+    assert m.image_size == 12 and m.image_formats == {"jpg": 9, "png": 13}, "resized JPEG stay JPEG"
     assert {decode_rgb(b).shape for _, b, _ in _payloads(tmp_path / "s", m)} == {(12, 12, 3)}
 
 

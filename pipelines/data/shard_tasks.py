@@ -85,10 +85,13 @@ def _transform(img: Image.Image, opts: EncodeOptions) -> Image.Image:
     return img
 
 
-def _encode(img: Image.Image, opts: EncodeOptions) -> tuple[str, bytes]:
-    """Re-encoded pixels: JPEG when asked for, otherwise lossless PNG."""
-    if opts.reencode == "jpeg":
-        return "jpg", encode_jpeg(img, opts.jpeg_quality)
+_EXT = {"jpeg": "jpg", "png": "png"}
+
+
+def _encode(img: Image.Image | np.ndarray, fmt: str, quality: int) -> tuple[str, bytes]:
+    """Pixels -> (extension, bytes): JPEG at `quality`, or lossless PNG."""
+    if fmt == "jpeg":
+        return "jpg", encode_jpeg(img, quality)
     return "png", encode_png(img)
 
 
@@ -97,23 +100,24 @@ def prepare_file(data: bytes, opts: EncodeOptions) -> tuple[str, bytes]:
 
     JPEG/PNG/WebP are stored byte for byte under the extension of their real format (a PNG
     named `.jpg` is stored as `.png`); other formats (BMP, GIF, TIFF, PPM) become PNG. When
-    pixels change (`image_size`, `resize`) they are encoded as `reencode` asks, PNG for keep.
+    pixels change (`image_size`, `resize`) they are encoded as `reencode` asks; with `keep`,
+    a JPEG stays JPEG (at `jpeg_quality`: resizing is asked for to get smaller shards) and
+    anything else becomes PNG. A file already in the asked format is never re-encoded.
     """
     checked = check_image(data)
-    wanted = {"keep": checked.ext, "jpeg": "jpg", "png": "png"}[opts.reencode]
-    if checked.ext and checked.ext == wanted and not opts.changes_pixels:
-        return checked.ext, data  # already stored as asked: never decode and re-encode
-    return _encode(_transform(open_rgb(data), opts), opts)
+    same_format = opts.reencode == "keep" or _EXT[opts.reencode] == checked.ext
+    if checked.ext and same_format and not opts.changes_pixels:
+        return checked.ext, data
+    keep_as = "jpeg" if checked.ext == "jpg" else "png"
+    fmt = keep_as if opts.reencode == "keep" else opts.reencode
+    return _encode(_transform(open_rgb(data), opts), fmt, opts.jpeg_quality)
 
 
 def prepare_pixels(pixels: np.ndarray, opts: EncodeOptions) -> tuple[str, bytes]:
     """Decoded pixels (sources with no files) -> stored bytes, PNG unless JPEG is asked for."""
     if opts.changes_pixels:
-        img = _transform(Image.fromarray(pixels), opts)
-        pixels = np.asarray(img)
-    if opts.reencode == "jpeg":
-        return "jpg", encode_jpeg(pixels, opts.jpeg_quality)
-    return "png", encode_png(pixels)
+        pixels = np.asarray(_transform(Image.fromarray(pixels), opts))
+    return _encode(pixels, "jpeg" if opts.reencode == "jpeg" else "png", opts.jpeg_quality)
 
 
 def build_shard(task: ShardTask) -> ShardOutcome:

@@ -51,8 +51,8 @@ class IngestOptions(Spec):
     )
     reencode: Reencode = Field(
         default="keep",
-        description="keep: store JPEG/PNG/WebP files byte for byte (PNG when pixels change); "
-        "jpeg or png: store every image in that format.",
+        description="keep: store JPEG/PNG/WebP files byte for byte (when resized, JPEG stays "
+        "JPEG, the rest becomes PNG); jpeg or png: store every image in that format.",
     )
     jpeg_quality: int = Field(
         default=90, ge=1, le=100, description="JPEG quality when images are encoded as JPEG."
