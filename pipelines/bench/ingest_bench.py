@@ -138,7 +138,7 @@ def bench_ingest(
                 )
                 seconds, cpu[n], manifests[n] = _timed_ingest(spec)
                 rates[n] = max(rates.get(n, 0.0), images / seconds)
-            shards[n] = [s.sha256 for split in manifests[n].shards.values() for s in split]
+                shards[n] = [s.sha256 for split in manifests[n].shards.values() for s in split]
         first = workers[0]
         payload = _payload_bytes(base / f"w{first}", manifests[first])
         result = {
