@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
-import resource
 import shutil
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipelines.data.ingest import ingest
+from pipelines.data.ingest import IngestFigures, ingest
 from pipelines.data.shard_io import iter_shard
 from pipelines.specs import IngestSpec
 
@@ -96,16 +95,11 @@ def _payload_bytes(out: Path, manifest) -> int:
     return total
 
 
-def _cpu_s() -> float:
-    """CPU seconds of this process (one worker runs in it; pool workers are not counted)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _timed_ingest(spec: IngestSpec) -> tuple[float, float, object]:
-    start, cpu = time.perf_counter(), _cpu_s()
-    manifest = ingest(spec)
-    return time.perf_counter() - start, _cpu_s() - cpu, manifest
+def _timed_ingest(spec: IngestSpec) -> tuple[float, IngestFigures, object]:
+    figures = IngestFigures()
+    start = time.perf_counter()
+    manifest = ingest(spec, figures=figures)
+    return time.perf_counter() - start, figures, manifest
 
 
 def bench_ingest(
@@ -126,7 +120,7 @@ def bench_ingest(
         start = time.perf_counter()
         bytes_in = make_jpeg_folder(base / "jpegs", images, classes, distinct, seed, max(workers))
         generate_s = time.perf_counter() - start
-        rates, shards, manifests, cpu = {}, {}, {}, {}
+        rates, shards, manifests, figures = {}, {}, {}, {}
         load_before = os.getloadavg()[0]
         for _ in range(repeats):  # interleaved, best kept: other jobs on the box come and go
             for n in workers:
@@ -136,8 +130,9 @@ def bench_ingest(
                     workers=n,
                     overwrite=True,
                 )
-                seconds, cpu[n], manifests[n] = _timed_ingest(spec)
-                rates[n] = max(rates.get(n, 0.0), images / seconds)
+                seconds, fig, manifests[n] = _timed_ingest(spec)
+                if images / seconds > rates.get(n, 0.0):
+                    rates[n], figures[n] = images / seconds, (fig, seconds)
                 shards[n] = [s.sha256 for split in manifests[n].shards.values() for s in split]
         first = workers[0]
         payload = _payload_bytes(base / f"w{first}", manifests[first])
@@ -157,9 +152,19 @@ def bench_ingest(
             "image_payload_bytes_out": payload,
             "bytes_kept_exactly": payload == bytes_in,
             "stats_images": manifests[first].stats_images,
-            "cpu_ms_per_image_in_process": {
-                f"{n}_workers": round(1000 * cpu[n] / images, 3) for n in workers
+            "worker_cpu_ms_per_image": {
+                f"{n}_workers": round(1000 * figures[n][0].worker_cpu_s / images, 3)
+                for n in workers
             },
+            # CPU the shard tasks got per second of the ingest: near the worker count on an
+            # idle machine; on a shared box, the share the scheduler gave this session.
+            "cores_used": {
+                f"{n}_workers": round(figures[n][0].worker_cpu_s / figures[n][1], 2)
+                for n in workers
+            },
+            "bytes_read_equal_payload_written": all(
+                f.bytes_in == f.payload_out for f, _ in figures.values()
+            ),
             "cpus": os.cpu_count(),
             "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         }

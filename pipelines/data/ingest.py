@@ -39,7 +39,14 @@ from pipelines.data.staging import (
 )
 from pipelines.specs import IngestSpec
 
-__all__ = ["IngestError", "IngestResult", "ingest", "run_ingest", "stratified_split"]
+__all__ = [
+    "IngestError",
+    "IngestFigures",
+    "IngestResult",
+    "ingest",
+    "run_ingest",
+    "stratified_split",
+]
 
 Progress = Callable[[int], None]
 
@@ -124,8 +131,20 @@ def encode_options(opts: IngestSpec) -> EncodeOptions:
     )
 
 
-def ingest(opts: IngestSpec, progress: Progress | None = None) -> Manifest:
-    """Run the whole ingest; return the manifest written."""
+@dataclass
+class IngestFigures:
+    """How an ingest of files went, for benchmarks: work done in the workers, bytes in/out."""
+
+    tasks: int = 0
+    worker_cpu_s: float = 0.0
+    bytes_in: int = 0
+    payload_out: int = 0
+
+
+def ingest(
+    opts: IngestSpec, progress: Progress | None = None, figures: IngestFigures | None = None
+) -> Manifest:
+    """Run the whole ingest; return the manifest written (and fill `figures` if given)."""
     out = opts.out_dir()
     refuse_existing(out, opts.overwrite)
     if opts.source.startswith("shards:"):
@@ -157,6 +176,11 @@ def ingest(opts: IngestSpec, progress: Progress | None = None) -> Manifest:
             )
         except EntryError as exc:
             raise IngestError(str(exc)) from None
+        if figures is not None:
+            figures.tasks = len(outcomes)
+            figures.worker_cpu_s = sum(o.cpu_s for o in outcomes)
+            figures.bytes_in = sum(o.bytes_in for o in outcomes)
+            figures.payload_out = sum(o.payload_out for o in outcomes)
         manifest = _manifest(source, opts, outcomes, tasks, staging, skipped)
         swap_into_place(staging, out, [*SPLITS, LABELS_DIR])
         write_manifest_atomically(out, manifest)

@@ -9,6 +9,7 @@ worker processes start light.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,7 @@ class ShardOutcome:
     bytes_in: int = 0  # bytes of the source files read
     payload_out: int = 0  # bytes of image payload written (equals bytes_in when kept)
     formats: dict[str, int] = field(default_factory=dict)
+    cpu_s: float = 0.0  # CPU seconds the task took in its worker
 
 
 def _transform(img: Image.Image, opts: EncodeOptions) -> Image.Image:
@@ -123,6 +125,7 @@ def prepare_pixels(pixels: np.ndarray, opts: EncodeOptions) -> tuple[str, bytes]
 def build_shard(task: ShardTask) -> ShardOutcome:
     """Write one shard from its samples; bad images are skipped (counted) or stop the ingest."""
     opts = task.options
+    cpu_start = time.process_time()
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
     sums = PixelSums()
@@ -169,6 +172,7 @@ def build_shard(task: ShardTask) -> ShardOutcome:
         bytes_in=totals["in"],
         payload_out=totals["out"],
         formats=formats,
+        cpu_s=time.process_time() - cpu_start,
     )
 
 
