@@ -356,6 +356,10 @@ def test_empty_class_folder_and_missing_paths_are_named(tmp_path: Path) -> None:
             ingest(IngestSpec(source=source, out=tmp_path / "d"))
     with pytest.raises(IngestError, match=r"no training shards match .*does not exist"):
         ingest(IngestSpec(source=f"shards:{tmp_path}/nope/*.tar", out=tmp_path / "d"))
+    with pytest.raises(IngestError, match="indexed in place as they are"):
+        ingest(IngestSpec(source=f"shards:{tmp_path}/*.tar", out=tmp_path / "d", resize=64))
+    with pytest.raises(ValueError, match="not both"):
+        IngestSpec(source="mnist-sample", out=tmp_path / "d", resize=64, image_size=32)
 
 
 def test_statistics_from_a_seeded_sample(tmp_path: Path) -> None:

@@ -148,6 +148,10 @@ def ingest(
     out = opts.out_dir()
     refuse_existing(out, opts.overwrite)
     if opts.source.startswith("shards:"):
+        if opts.image_size or opts.resize or opts.reencode != "keep":
+            raise IngestError(
+                "shards: are indexed in place as they are: drop image_size, resize and reencode"
+            )
         out.mkdir(parents=True, exist_ok=True)
         return index_shards(opts, progress)
     try:

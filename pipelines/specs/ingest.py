@@ -66,7 +66,12 @@ class IngestOptions(Spec):
         description="Training images (seeded sample) the per-channel mean/std are taken from.",
     )
     shard_max_count: int = Field(default=1000, ge=1, description="Samples per shard at most.")
-    shard_max_mb: float = Field(default=256.0, ge=0.001, description="Shard size in MB at most.")
+    shard_max_mb: float = Field(
+        default=256.0,
+        ge=0.001,
+        description="MB of source image files a shard holds at most (a re-encoded shard may "
+        "differ).",
+    )
     seed: int = Field(default=0, ge=0, description="Seed of the stratified split and shuffles.")
     on_error: OnError = Field(
         default="fail", description="fail: stop at a bad image; skip: count it and go on."
