@@ -24,7 +24,8 @@ class SourceError(SelfieError):
 
 
 class EntryError(SelfieError):
-    """One entry cannot be used (undecodable image); ingest skips or stops on it."""
+    """One entry cannot be used (unreadable image): raised in a shard task with
+    --on-error fail, where ingest turns it into its one-sentence IngestError."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class Entry:
 
 @dataclass
 class Source:
-    """What every source provides; subclasses fill entries and implement `load`."""
+    """What every source provides: class names, entries and what the manifest says of them."""
 
     spec: str
     class_names: list[str]
@@ -47,20 +48,12 @@ class Source:
     flip_ok: bool
     problems: list[tuple[str, str]] = field(default_factory=list)
 
-    def describe(self, ref: Hashable) -> str:
-        return str(ref)
-
 
 class ArraySource(Source):
-    """Images already decoded into one uint8 array (CIFAR-10, the MNIST sample, synthetic)."""
+    """Images already decoded into one uint8 array (CIFAR-10, the MNIST sample, synthetic);
+    an entry's ref is its index, and each shard task gets its own slice of the array."""
 
     pixels: np.ndarray
-
-    def load(self, ref: Hashable) -> np.ndarray:
-        return self.pixels[ref]  # type: ignore[index]
-
-    def describe(self, ref: Hashable) -> str:
-        return f"{self.spec}[{ref}]"
 
 
 class FolderSource(Source):
