@@ -449,7 +449,7 @@ def test_ingest_bench_keeps_bytes_and_reports_rates(tmp_path: Path) -> None:
     r = bench_ingest(images=40, distinct=3, reencode_subset=6, work_dir=str(tmp_path))
     assert r["bytes_kept_exactly"] and r["jpeg_bytes_in"] == r["image_payload_bytes_out"] > 0
     assert r["shards_identical_across_worker_counts"] and r["bytes_read_equal_payload_written"]
-    assert all(v > 0 for v in r["cores_used"].values())
+    assert all(v > 0 for v in r["cores_used"].values()) and r["index_counts_match"]
     assert set(r["images_per_s"]) == {"1_workers", "2_workers"} and r["speedup"]["1_vs_1"] == 1
     assert r["png_reencode_subset"]["png_bytes_out"] > 0
     assert not any(tmp_path.iterdir()), "generated files removed"
