@@ -1,40 +1,52 @@
-"""`selfie ingest`: a source in, `train/ val/ test/` shard sets and `manifest.json` out.
+"""`selfie ingest`: a source in, `train/ val/ test/` shard sets, label sidecars and
+`manifest.json` out.
 
-New shards are written into a staging folder and moved into place only when every split
-is complete; the manifest is written last and atomically. A failed or refused ingest
-leaves whatever the output dir held before untouched.
+Each split's entries are cut into contiguous chunks of at most `shard_max_count` samples (and
+about `shard_max_mb` of source bytes); each chunk is one task writing one shard, run on a
+process pool. Chunks, keys and the statistics sample are fixed before any task runs, so the
+shards are byte-identical whatever the worker count. JPEG/PNG/WebP files are stored as they
+are; sources without files are encoded once as PNG. See `staging` for why a failed ingest
+changes nothing.
 """
 
 from __future__ import annotations
 
-import glob
-import shutil
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from pipelines.data.images import decode_png, encode_png, to_square
 from pipelines.data.manifest import (
     SPLITS,
     Manifest,
     ShardInfo,
     SkippedItem,
-    sha256_file,
     write_manifest_atomically,
 )
-from pipelines.data.shard_io import ShardReadError, image_bytes, iter_shard, write_shards
-from pipelines.data.sources import Entry, EntryError, SourceError, open_source
-from pipelines.errors import SelfieError
-from pipelines.specs import MANIFEST_NAME, IngestSpec
+from pipelines.data.pixel_stats import PixelSums, sample_positions
+from pipelines.data.pool import run_tasks
+from pipelines.data.shard_index import index_shards
+from pipelines.data.shard_tasks import EncodeOptions, ShardOutcome, ShardTask, build_shard
+from pipelines.data.sources import ArraySource, Entry, EntryError, Source, SourceError, open_source
+from pipelines.data.staging import (
+    LABELS_DIR,
+    IngestError,
+    refuse_existing,
+    stage_labels,
+    staging_dir,
+    swap_into_place,
+)
+from pipelines.specs import IngestSpec
 
-
-class IngestError(SelfieError):
-    """Ingest stopped; nothing in the output dir was changed."""
-
+__all__ = [
+    "IngestError",
+    "IngestFigures",
+    "IngestResult",
+    "ingest",
+    "run_ingest",
+    "stratified_split",
+]
 
 Progress = Callable[[int], None]
 
@@ -61,35 +73,19 @@ def stratified_split(
     return out
 
 
-class _Stats:
-    """Per-channel running sums over training pixels (scaled to [0, 1])."""
-
-    def __init__(self) -> None:
-        self.sum = np.zeros(3)
-        self.sq = np.zeros(3)
-        self.n = 0
-
-    def add(self, pixels: np.ndarray) -> None:
-        x = pixels.reshape(-1, pixels.shape[-1] if pixels.ndim == 3 else 1) / 255.0
-        if x.shape[1] == 1:
-            x = np.repeat(x, 3, axis=1)
-        self.sum += x.sum(0)
-        self.sq += (x**2).sum(0)
-        self.n += x.shape[0]
-
-    def mean_std(self) -> tuple[list[float], list[float]]:
-        mean = self.sum / max(self.n, 1)
-        std = np.sqrt(np.maximum(self.sq / max(self.n, 1) - mean**2, 1e-12))
-        return mean.tolist(), std.tolist()
-
-
-def _refuse_existing(opts: IngestSpec) -> None:
-    existing = [n for n in (MANIFEST_NAME, *SPLITS) if (opts.out_dir() / n).exists()]
-    if existing and not opts.overwrite:
-        raise IngestError(
-            f"{str(opts.out_dir())!r} already holds ingested data ({', '.join(existing)}): "
-            "pass --overwrite to replace it or choose another --out"
-        )
+def plan_chunks(entries: list[Entry], max_count: int, max_bytes: int) -> list[tuple[int, int]]:
+    """Contiguous [start, stop) chunks of at most `max_count` entries and, where the source
+    knows its file sizes, about `max_bytes` of them (a single larger file gets its own shard)."""
+    chunks, start, size = [], 0, 0
+    for i, entry in enumerate(entries):
+        full = i - start >= max_count or (i > start and size + entry.size > max_bytes)
+        if full:
+            chunks.append((start, i))
+            start, size = i, 0
+        size += entry.size
+    if start < len(entries):
+        chunks.append((start, len(entries)))
+    return chunks
 
 
 @dataclass
@@ -100,7 +96,7 @@ class IngestResult:
     source: str
     counts: dict[str, int]
     classes: int
-    image_size: int
+    image_size: int | None
     shards: dict[str, int]
     skipped: int
 
@@ -125,12 +121,39 @@ def run_ingest(spec: IngestSpec, settings: object = None, progress: Progress | N
     return IngestResult.of(spec.out_dir(), ingest(spec, progress))
 
 
-def ingest(opts: IngestSpec, progress: Progress | None = None) -> Manifest:
-    """Run the whole ingest; return the manifest written."""
-    _refuse_existing(opts)
-    opts.out_dir().mkdir(parents=True, exist_ok=True)
+def encode_options(opts: IngestSpec) -> EncodeOptions:
+    return EncodeOptions(
+        image_size=opts.image_size,
+        resize=opts.resize,
+        reencode=opts.reencode,
+        jpeg_quality=opts.jpeg_quality,
+        on_error=opts.on_error,
+    )
+
+
+@dataclass
+class IngestFigures:
+    """How an ingest of files went, for benchmarks: work done in the workers, bytes in/out."""
+
+    tasks: int = 0
+    worker_cpu_s: float = 0.0
+    bytes_in: int = 0
+    payload_out: int = 0
+
+
+def ingest(
+    opts: IngestSpec, progress: Progress | None = None, figures: IngestFigures | None = None
+) -> Manifest:
+    """Run the whole ingest; return the manifest written (and fill `figures` if given)."""
+    out = opts.out_dir()
+    refuse_existing(out, opts.overwrite)
     if opts.source.startswith("shards:"):
-        return _index_shards(opts, progress)
+        if opts.image_size or opts.resize or opts.reencode != "keep":
+            raise IngestError(
+                "shards: are indexed in place as they are: drop image_size, resize and reencode"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        return index_shards(opts, progress)
     try:
         source = open_source(opts.source, opts.image_size, seed=opts.seed)
     except SourceError as exc:
@@ -144,162 +167,117 @@ def ingest(opts: IngestSpec, progress: Progress | None = None) -> Manifest:
         )
     if not source.entries:
         raise IngestError(f"source {opts.source!r} holds no images")
-    image_size = opts.image_size or source.image_size
     splits = stratified_split(source.entries, opts.val_fraction, opts.test_fraction, opts.seed)
-    staging = opts.out_dir() / f".staging-{uuid.uuid4().hex[:8]}"
-    stats = _Stats()
-    num_classes = len(source.class_names)
-    class_counts = {s: [0] * num_classes for s in SPLITS}
-    shards: dict[str, list[ShardInfo]] = {}
-
-    def samples(split: str, entries: list[Entry]) -> Iterator[tuple[str, bytes, int]]:
-        for i, entry in enumerate(entries):
-            try:
-                pixels = source.load(entry.ref)
-            except EntryError as exc:
-                if opts.on_error == "fail":
-                    raise IngestError(f"{exc}; re-run with --on-error skip to skip it") from None
-                skipped.append(SkippedItem(item=source.describe(entry.ref), reason=str(exc)))
-                continue
-            if pixels.shape[0] != image_size or pixels.shape[1] != image_size:
-                pixels = np.asarray(to_square(Image.fromarray(pixels), image_size))
-            if split == "train":
-                stats.add(pixels)
-            class_counts[split][entry.label] += 1
-            if progress:
-                progress(1)
-            yield f"{split}-{i:08d}", encode_png(pixels), entry.label
-
-    try:
-        for split in SPLITS:
-            shards[split] = write_shards(
-                samples(split, splits[split]),
-                staging / split,
-                prefix=split,
-                max_count=opts.shard_max_count,
-                max_bytes=opts.shard_max_bytes,
-                relative_to=staging,
+    out.mkdir(parents=True, exist_ok=True)
+    with staging_dir(out) as staging:
+        tasks = _plan_tasks(source, splits, opts, staging)
+        try:
+            outcomes = run_tasks(
+                build_shard,
+                tasks,
+                opts.workers,
+                on_result=(lambda o: progress(o.count)) if progress else None,
             )
-        if not shards["train"]:
-            raise IngestError("no training images were left after skipping bad entries")
-        mean, std = stats.mean_std()
-        manifest = Manifest(
-            source=source.spec,
-            image_size=image_size,
-            channels=source.channels,
-            flip_ok=source.flip_ok,
-            class_names=source.class_names,
-            mean=mean,
-            std=std,
-            counts={s: sum(class_counts[s]) for s in SPLITS},
-            class_counts=class_counts,
-            shards=shards,
-            skipped=skipped,
-        )
-        _swap_into_place(staging, opts.out_dir())
-        write_manifest_atomically(opts.out_dir(), manifest)
+        except EntryError as exc:
+            raise IngestError(str(exc)) from None
+        if figures is not None:
+            figures.tasks = len(outcomes)
+            figures.worker_cpu_s = sum(o.cpu_s for o in outcomes)
+            figures.bytes_in = sum(o.bytes_in for o in outcomes)
+            figures.payload_out = sum(o.payload_out for o in outcomes)
+        manifest = _manifest(source, opts, outcomes, tasks, staging, skipped)
+        swap_into_place(staging, out, [*SPLITS, LABELS_DIR])
+        write_manifest_atomically(out, manifest)
         return manifest
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
-def _swap_into_place(staging: Path, out: Path) -> None:
-    (out / MANIFEST_NAME).unlink(missing_ok=True)
+def _plan_tasks(
+    source: Source, splits: dict[str, list[Entry]], opts: IngestSpec, staging: Path
+) -> list[ShardTask]:
+    encode = encode_options(opts)
+    stats_at = set(sample_positions(len(splits["train"]), opts.stats_sample, opts.seed).tolist())
+    tasks = []
     for split in SPLITS:
-        target = out / split
-        if target.exists():
-            shutil.rmtree(target)
-        src = staging / split
-        if src.exists():
-            src.rename(target)
-        else:
-            target.mkdir()
-
-
-def _index_shards(opts: IngestSpec, progress: Progress | None) -> Manifest:
-    """Validate existing shards and write a manifest that points at them where they lie.
-
-    The pattern may hold `{split}` (e.g. `/data/{split}-*.tar`) to name train/val/test sets;
-    without it every matching shard is training data.
-    """
-    pattern = opts.source.removeprefix("shards:")
-    if "{split}" in pattern:
-        found = {s: sorted(glob.glob(pattern.replace("{split}", s))) for s in SPLITS}
-    else:
-        found = {"train": sorted(glob.glob(pattern)), "val": [], "test": []}
-    if not found["train"]:
-        raise IngestError(f"no training shards match {pattern!r}")
-    skipped: list[SkippedItem] = []
-    labels_seen: dict[str, list[int]] = {s: [] for s in SPLITS}
-    shards: dict[str, list[ShardInfo]] = {s: [] for s in SPLITS}
-    stats = _Stats()
-    image_size: int | None = None
-    channels = 3
-    for split, paths in found.items():
-        for path in paths:
-            count = 0
-            try:
-                for key, fields in iter_shard(path):
-                    problem = None
-                    img = image_bytes(fields)
-                    if img is None or "cls" not in fields:
-                        problem = "sample lacks an image or a cls label"
-                    else:
-                        try:
-                            pixels = decode_png(img)
-                            label = int(fields["cls"].decode().strip())
-                        except (OSError, ValueError) as exc:
-                            problem = f"cannot decode ({exc})"
-                    if problem is None:
-                        size = pixels.shape[0]
-                        if pixels.shape[1] != size or (image_size and size != image_size):
-                            problem = (
-                                f"image is {pixels.shape[1]}x{pixels.shape[0]}, "
-                                f"expected square {image_size}"
-                            )
-                    if problem:
-                        if opts.on_error == "fail":
-                            raise IngestError(
-                                f"{path}:{key}: {problem}; re-run with --on-error skip"
-                            )
-                        skipped.append(SkippedItem(item=f"{path}:{key}", reason=problem))
-                        continue
-                    image_size = image_size or size
-                    if split == "train":
-                        stats.add(pixels)
-                    labels_seen[split].append(label)
-                    count += 1
-                    if progress:
-                        progress(1)
-            except ShardReadError as exc:
-                if opts.on_error == "fail":
-                    raise IngestError(str(exc)) from None
-                skipped.append(SkippedItem(item=path, reason=str(exc)))
-                continue
-            p = Path(path).resolve()
-            shards[split].append(
-                ShardInfo(path=str(p), count=count, bytes=p.stat().st_size, sha256=sha256_file(p))
+        entries = splits[split]
+        chunks = plan_chunks(entries, opts.shard_max_count, opts.shard_max_bytes)
+        for number, (start, stop) in enumerate(chunks):
+            chunk = entries[start:stop]
+            refs = [e.ref for e in chunk]
+            is_array = isinstance(source, ArraySource)
+            tasks.append(
+                ShardTask(
+                    path=str(staging / split / f"{split}-{number:06d}.tar"),
+                    split=split,
+                    first=start,
+                    labels=[e.label for e in chunk],
+                    files=None if is_array else [str(r) for r in refs],
+                    pixels=source.pixels[np.asarray(refs, dtype=np.int64)] if is_array else None,
+                    stats_at=[i - start for i in range(start, stop) if i in stats_at]
+                    if split == "train"
+                    else [],
+                    options=encode,
+                )
             )
-    if image_size is None:
-        raise IngestError(f"shards matching {pattern!r} hold no usable samples")
-    num_classes = max(max(v) for v in labels_seen.values() if v) + 1
-    class_counts = {
-        s: np.bincount(np.asarray(v, dtype=int), minlength=num_classes).tolist()
-        for s, v in labels_seen.items()
-    }
-    mean, std = stats.mean_std()
-    manifest = Manifest(
-        source=opts.source,
-        image_size=image_size,
-        channels=channels,
-        flip_ok=True,
-        class_names=[str(c) for c in range(num_classes)],
+    return tasks
+
+
+def _manifest(
+    source: Source,
+    opts: IngestSpec,
+    outcomes: list[ShardOutcome],
+    tasks: list[ShardTask],
+    staging: Path,
+    skipped: list[SkippedItem],
+) -> Manifest:
+    num_classes = len(source.class_names)
+    shards: dict[str, list[ShardInfo]] = {s: [] for s in SPLITS}
+    labels: dict[str, list[int]] = {s: [] for s in SPLITS}
+    sums = PixelSums()
+    formats: dict[str, int] = {}
+    for task, outcome in zip(tasks, outcomes, strict=True):
+        skipped += [SkippedItem(item=i, reason=r) for i, r in outcome.skipped]
+        sums.merge(outcome.sums)
+        for ext, n in outcome.formats.items():
+            formats[ext] = formats.get(ext, 0) + n
+        if not outcome.count:
+            continue
+        shards[task.split].append(
+            ShardInfo(
+                path=str(Path(outcome.path).relative_to(staging)),
+                count=outcome.count,
+                bytes=outcome.bytes,
+                sha256=outcome.sha256,
+            )
+        )
+        labels[task.split] += outcome.labels
+    if not shards["train"]:
+        raise IngestError("no training images were left after skipping bad entries")
+    mean, std = sums.mean_std()
+    return Manifest(
+        source=source.spec,
+        image_size=_stored_size(source, opts),
+        channels=source.channels,
+        flip_ok=source.flip_ok,
+        class_names=source.class_names,
         mean=mean,
         std=std,
-        counts={s: len(v) for s, v in labels_seen.items()},
-        class_counts=class_counts,
+        counts={s: len(labels[s]) for s in SPLITS},
+        class_counts={
+            s: np.bincount(np.asarray(labels[s], dtype=np.int64), minlength=num_classes).tolist()
+            for s in SPLITS
+        },
         shards=shards,
         skipped=skipped,
+        labels={s: stage_labels(staging, s, labels[s]) for s in SPLITS},
+        image_formats=formats,
+        stats_images=sums.images,
     )
-    write_manifest_atomically(opts.out_dir(), manifest)
-    return manifest
+
+
+def _stored_size(source: Source, opts: IngestSpec) -> int | None:
+    """The square side every stored image has, or None when files keep their own sizes."""
+    if opts.image_size:
+        return opts.image_size
+    if source.image_size and isinstance(source, ArraySource):
+        return opts.resize or source.image_size  # square arrays stay square when resized
+    return None

@@ -34,9 +34,13 @@ class SkippedItem(BaseModel):
 
 
 class Manifest(BaseModel):
-    format_version: int = 1
+    format_version: int = 2
     source: str
-    image_size: int
+    image_size: int | None = Field(
+        default=None,
+        description="Side of the square images stored; None: varied sizes, kept as stored "
+        "(the model's image size comes from the pretrain/sweep spec).",
+    )
     channels: int = Field(description="Channels stored; the loader always yields 3.")
     flip_ok: bool = Field(description="Horizontal flips keep the meaning (not for digits).")
     class_names: list[str]
@@ -46,6 +50,14 @@ class Manifest(BaseModel):
     class_counts: dict[str, list[int]]
     shards: dict[str, list[ShardInfo]]
     skipped: list[SkippedItem] = []
+    labels: dict[str, ShardInfo] = Field(
+        default={},
+        description="Per split, `labels/<split>.npy` (int32, one per sample in shard order).",
+    )
+    image_formats: dict[str, int] = Field(
+        default={}, description="Samples stored per image extension (jpg, png, webp)."
+    )
+    stats_images: int = Field(default=0, description="Training images mean/std were taken from.")
 
     @property
     def num_classes(self) -> int:
@@ -97,9 +109,12 @@ def write_manifest_atomically(data_dir: Path, manifest: Manifest) -> Path:
 
 
 def verify_shards(data_dir: Path, manifest: Manifest) -> None:
-    """Raise naming the first shard whose bytes differ from the manifest's checksum."""
+    """Raise naming the first shard (or labels file) whose bytes differ from its checksum."""
     for split in SPLITS:
-        for shard in manifest.shards.get(split, []):
+        files = manifest.shards.get(split, [])
+        if split in manifest.labels:
+            files = [*files, manifest.labels[split]]
+        for shard in files:
             path = resolve(data_dir, shard.path)
             if not path.is_file():
                 raise DataError(f"shard {str(path)!r} named in the manifest is missing")

@@ -1,6 +1,8 @@
-"""Where images come from. A source lists its entries cheaply (label, and the source's own
-split where it has one) and loads one entry's pixels on demand, so ingest can split by class
-before decoding anything and never holds a folder of full-size images in memory."""
+"""Where images come from. A source lists its entries cheaply (label, file size, and the
+source's own split where it has one) and decodes nothing: ingest splits by class first, then
+each shard's worker reads its own files (kept byte for byte) or gets its own slice of pixels
+(CIFAR-10, digits, synthetic: encoded once as PNG). Nothing holds a folder of images in memory.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from pipelines.data.images import to_square
 from pipelines.errors import SelfieError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
@@ -24,60 +24,43 @@ class SourceError(SelfieError):
 
 
 class EntryError(SelfieError):
-    """One entry cannot be used (undecodable image); ingest skips or stops on it."""
+    """One entry cannot be used (unreadable image): raised in a shard task with
+    --on-error fail, where ingest turns it into its one-sentence IngestError."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
-    ref: Hashable
+    ref: Hashable  # a file path (folders) or an index into the pixel array
     label: int
     split: str | None = None  # "test" when the source has its own test split
+    size: int = 0  # bytes of the source file, so shards can be cut near a byte limit
 
 
 @dataclass
 class Source:
-    """What every source provides; subclasses fill entries and implement `load`."""
+    """What every source provides: class names, entries and what the manifest says of them."""
 
     spec: str
     class_names: list[str]
     entries: list[Entry]
-    image_size: int
+    image_size: int | None  # None: files of varied sizes, kept as stored
     channels: int
     flip_ok: bool
     problems: list[tuple[str, str]] = field(default_factory=list)
 
-    def load(self, ref: Hashable) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def describe(self, ref: Hashable) -> str:
-        return str(ref)
-
 
 class ArraySource(Source):
-    """Images already decoded into one uint8 array (CIFAR-10, the MNIST sample, synthetic)."""
+    """Images already decoded into one uint8 array (CIFAR-10, the MNIST sample, synthetic);
+    an entry's ref is its index, and each shard task gets its own slice of the array."""
 
     pixels: np.ndarray
 
-    def load(self, ref: Hashable) -> np.ndarray:
-        return self.pixels[ref]  # type: ignore[index]
-
-    def describe(self, ref: Hashable) -> str:
-        return f"{self.spec}[{ref}]"
-
 
 class FolderSource(Source):
-    """One subfolder per class; any image Pillow reads, resized and centre-cropped."""
-
-    def load(self, ref: Hashable) -> np.ndarray:
-        try:
-            with Image.open(ref) as img:  # type: ignore[arg-type]
-                img = to_square(img.convert("RGB"), self.image_size)
-                return np.asarray(img)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise EntryError(f"image {str(ref)!r} cannot be decoded ({exc})") from None
+    """One subfolder per class; entries are files, read by the shard workers."""
 
 
-def imagefolder(path: str, image_size: int) -> FolderSource:
+def imagefolder(path: str) -> FolderSource:
     root = Path(path).expanduser()
     if not root.is_dir():
         raise SourceError(f"image folder {path!r} does not exist or is not a folder")
@@ -91,18 +74,24 @@ def imagefolder(path: str, image_size: int) -> FolderSource:
     ]
     entries = []
     for label, name in enumerate(classes):
+        found = 0
         for f in sorted((root / name).rglob("*")):
             if not f.is_file() or f.name.startswith("."):
                 continue
             if f.suffix.lower() in IMAGE_SUFFIXES:
-                entries.append(Entry(ref=str(f), label=label))
+                entries.append(Entry(ref=str(f), label=label, size=f.stat().st_size))
+                found += 1
             else:
                 problems.append((str(f), f"not an image file ({f.suffix or 'no suffix'})"))
+        if not found:
+            raise SourceError(
+                f"class folder {str(root / name)!r} holds no images: add some or remove it"
+            )
     return FolderSource(
         spec=f"imagefolder:{path}",
         class_names=classes,
         entries=entries,
-        image_size=image_size,
+        image_size=None,
         channels=3,
         flip_ok=True,
         problems=problems,
@@ -218,7 +207,7 @@ def open_source(spec: str, image_size: int | None = None, seed: int = 0) -> Sour
     if kind == "imagefolder":
         if not arg:
             raise SourceError("imagefolder needs a path: --source imagefolder:PATH")
-        return imagefolder(arg, image_size or 32)
+        return imagefolder(arg)
     if kind == "cifar10":
         if not arg:
             raise SourceError("cifar10 needs a path: --source cifar10:PATH (tarball or folder)")
