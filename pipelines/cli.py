@@ -102,6 +102,18 @@ def bench_data_cmd(
     emit(result, as_json)
 
 
+@bench_app.command("ingest")
+def bench_ingest_cmd(
+    images: int = typer.Option(20000, help="Generated JPEGs (300-500 px, varied sizes)."),
+    repeats: int = typer.Option(1, help="Interleaved rounds per worker count (best kept)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Ingest images/s with 1 and 2 worker processes, JPEG bytes in = payload bytes out."""
+    from pipelines.bench.ingest_bench import bench_ingest
+
+    emit(bench_ingest(images=images, repeats=repeats), as_json)
+
+
 @bench_app.command("train")
 def bench_train_cmd(
     data: str | None = typer.Option(None, help="Ingested data dir (default: ingest digits)."),
