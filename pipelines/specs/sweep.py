@@ -74,8 +74,18 @@ class SweepOptions(Spec):
     batch_size: int = Field(default=64, ge=2, le=65536, description="Images per step.")
     warmup_epochs: int = Field(default=1, ge=0, le=1000, description="Linear warmup epochs.")
     verify: bool = Field(default=False, description="Check shard checksums before the sweep.")
-    cpus_per_trial: int = Field(default=1, ge=1, le=256, description="CPUs per trial.")
-    gpus_per_trial: float = Field(default=0, ge=0, le=16, description="GPUs per trial.")
+    cpus_per_trial: int = Field(
+        default=1, ge=1, le=256, description="CPUs per trial (per worker when distributed)."
+    )
+    gpus_per_trial: float | None = Field(
+        default=None, ge=0, le=16,
+        description="GPUs per trial, per worker when distributed (default: 1 if the cluster "
+        "has GPUs, else 0).",
+    )  # fmt: skip
+    workers_per_trial: int = Field(
+        default=1, ge=1, le=1024,
+        description="Ray Train (DDP) workers per trial; 1 runs the trial in one process.",
+    )  # fmt: skip
     max_concurrent: int | None = Field(
         default=None, ge=1, le=10_000, description="Trials at once (default: as resources allow)."
     )

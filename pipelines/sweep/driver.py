@@ -18,6 +18,7 @@ from pipelines.report.results_table import CellResult
 from pipelines.settings import Settings
 from pipelines.specs import SpecError, SweepSpec
 from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_TAG
+from pipelines.sweep.placing import resolve_trial_shape
 from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config, finetune_trial, subset_key
 from pipelines.tracked_run import TrackedRun, tracked_run
 
@@ -172,6 +173,7 @@ def _tune(
 
     client, run_id, name, experiment_id = run.client, run.run_id, run.name, run.experiment_id
     ensure_ray(settings)
+    spec = resolve_trial_shape(spec)
     trainable = tune.with_resources(
         tune.with_parameters(
             finetune_trial,
