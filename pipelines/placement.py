@@ -30,6 +30,11 @@ class NodeCapacity:
     gpus: float = 0.0
     address: str = ""
     custom: dict[str, float] = field(default_factory=dict)
+    free_cpus: float | None = None  # not taken now (None: unknown, taken as all)
+
+    @property
+    def spare_cpus(self) -> float:
+        return self.cpus if self.free_cpus is None else min(self.cpus, self.free_cpus)
 
     def describe(self) -> str:
         where = f" ({self.address})" if self.address else ""
@@ -55,6 +60,12 @@ def alive_nodes() -> list[NodeCapacity]:
     """The alive nodes of the connected Ray cluster (`ray.nodes()`)."""
     import ray
 
+    try:  # per-node free resources: not public API, so only a refinement of the defaults
+        from ray._private.state import available_resources_per_node
+
+        free = available_resources_per_node()
+    except Exception:
+        free = {}
     nodes = []
     for node in ray.nodes():
         if not node.get("Alive"):
@@ -67,6 +78,11 @@ def alive_nodes() -> list[NodeCapacity]:
                 gpus=float(res.pop("GPU", 0.0)),
                 address=str(node.get("NodeManagerAddress", "")),
                 custom={k: float(v) for k, v in res.items() if not k.startswith("node:")},
+                free_cpus=(
+                    float(free[node["NodeID"]].get("CPU", 0.0))
+                    if node.get("NodeID") in free
+                    else None
+                ),
             )
         )
     return nodes
@@ -121,8 +137,10 @@ def default_cpus(nodes: list[NodeCapacity], workers: int, gpus: float) -> int:
 
     With GPUs, a worker's share of a GPU node's CPUs (node CPUs / workers it holds by GPU),
     the smallest over the GPU nodes so any of them can host one. Without a fit, 1 (the
-    autoscaler may add nodes; a shape no node can hold is refused by `check_shape`)."""
-    usable = hosts(nodes)
+    autoscaler may add nodes; a shape no node can hold is refused by `check_shape`).
+    CPUs already taken (this job's own driver, other jobs) are left out where Ray says."""
+    usable = [NodeCapacity(n.node_id, n.spare_cpus, n.gpus, n.address) for n in hosts(nodes)]
+    usable = [n for n in usable if n.cpus >= 1]
     if gpus:
         gpu_nodes = [n for n in usable if n.gpus >= gpus]
         if not gpu_nodes:

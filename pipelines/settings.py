@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         default=None, description="Python that runs jobs on the cluster (default: this one)."
     )
     reconcile_seconds: float = Field(default=2.0, gt=0)
+    driver_resource: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Custom Ray resource every job driver asks 1 of (e.g. selfie_driver), so "
+        "drivers run on the nodes that carry it, not on the head; unset: any node with a CPU.",
+    )
     server_url: str = Field(default="http://127.0.0.1:8000", description="For the CLI client.")
 
     @field_validator("data_roots", mode="before")

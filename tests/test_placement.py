@@ -33,6 +33,9 @@ def test_head_with_no_cpus_hosts_nothing_and_defaults_fit_the_workers() -> None:
     assert worker_shape(nodes, 5) == WorkerShape(cpus=2, gpus=0)  # 3+3 would not fit 5
     assert slots(nodes, WorkerShape(2, 0)) == 8
     assert default_cpus([HEAD], 1, 0) == 1
+    # The job's driver holds one CPU of a node: the default leaves it out rather than wait.
+    busy = [HEAD, NodeCapacity("c8", cpus=8, free_cpus=7), NodeCapacity("c8b", cpus=8)]
+    assert worker_shape(busy, 2) == WorkerShape(cpus=7, gpus=0)
 
 
 def test_gpus_are_used_when_the_cluster_has_them() -> None:
