@@ -18,7 +18,7 @@ from pipelines.report.results_table import CellResult
 from pipelines.settings import Settings
 from pipelines.specs import SpecError, SweepSpec
 from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_TAG
-from pipelines.sweep.placing import resolve_trial_shape
+from pipelines.sweep.placing import resolve_trial_shape, trial_resources
 from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config, finetune_trial, subset_key
 from pipelines.tracked_run import TrackedRun, tracked_run
 
@@ -173,7 +173,9 @@ def _tune(
 
     client, run_id, name, experiment_id = run.client, run.run_id, run.name, run.experiment_id
     ensure_ray(settings)
-    spec = resolve_trial_shape(spec)
+    spec = resolve_trial_shape(spec).model_copy(  # trials see the resolved shape and storage
+        update={"storage_path": spec.storage_path or settings.resolved_storage_path}
+    )
     trainable = tune.with_resources(
         tune.with_parameters(
             finetune_trial,
@@ -182,7 +184,7 @@ def _tune(
             model_config=model_config.to_dict(),
             encoder=resolved.encoder if resolved else None,
         ),
-        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
+        trial_resources(spec),
     )
     space, num_samples = _param_space(spec)
     storage = spec.storage_path or settings.resolved_storage_path
