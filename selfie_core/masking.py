@@ -37,9 +37,13 @@ def sample_masks(
     generator: torch.Generator | None = None,
     device: torch.device | None = None,
 ) -> PatchMask:
-    """Draw an independent mask for each image from `generator` (seed it for reproducibility)."""
+    """Draw an independent mask for each image from `generator` (seed it for reproducibility).
+
+    The noise is drawn on the generator's device (a CUDA generator samples on the GPU, with
+    no host work or copy per step), then the result is moved to `device` if it differs."""
     m = num_masked(num_patches, fraction)
-    noise = torch.rand(batch_size, num_patches, generator=generator)
+    where = generator.device if generator is not None else device
+    noise = torch.rand(batch_size, num_patches, generator=generator, device=where)
     order = noise.argsort(dim=1)
     masked = order[:, :m].sort(dim=1).values
     visible = order[:, m:].sort(dim=1).values

@@ -8,6 +8,7 @@ the validated spec in the job's environment: a caller's text never reaches a she
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 LOCAL_DASHBOARD_PORT = 8265
 SUBMIT_RETRY_SECONDS = 60.0
+DRIVER_CPUS = 1
+LOCAL_DRIVER_SLOTS = 100
 
 
 def _says_missing(exc: Exception) -> bool:
@@ -71,6 +74,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def entrypoint_resources(settings: ServiceSettings) -> dict:
+    """Where a job's driver may run: one CPU (so never on a head started with 0 CPUs) and,
+    when SELFIE_DRIVER_RESOURCE names one, one unit of that custom resource (so only on the
+    nodes that carry it)."""
+    out: dict = {"entrypoint_num_cpus": DRIVER_CPUS}
+    if settings.driver_resource:
+        out["entrypoint_resources"] = {settings.driver_resource: 1}
+    return out
+
+
+def local_head_resources(settings: ServiceSettings) -> list[str]:
+    """`ray start` flags giving the development head the driver resource, so dev still runs
+    jobs when SELFIE_DRIVER_RESOURCE is set."""
+    if not settings.driver_resource:
+        return []
+    return ["--resources", json.dumps({settings.driver_resource: LOCAL_DRIVER_SLOTS})]
+
+
 def start_local_head(settings: ServiceSettings) -> str:
     """A local Ray head with its dashboard on 127.0.0.1, reused if one is already up."""
     url = f"http://127.0.0.1:{LOCAL_DASHBOARD_PORT}"
@@ -79,7 +100,11 @@ def start_local_head(settings: ServiceSettings) -> str:
     ray_bin = Path(sys.executable).with_name("ray")
     cmd = [
         str(ray_bin), "start", "--head", "--dashboard-host", "127.0.0.1",
-        "--dashboard-port", str(LOCAL_DASHBOARD_PORT), "--num-cpus", str(os.cpu_count() or 1),
+        # One CPU more than the machine has: each job's driver holds one (entrypoint_num_cpus)
+        # while mostly waiting, and its workers should still get every core.
+        "--dashboard-port", str(LOCAL_DASHBOARD_PORT),
+        "--num-cpus", str(DRIVER_CPUS + (os.cpu_count() or 1)),
+        *local_head_resources(settings),
         "--object-store-memory", str(settings.ray_object_store_mb * 1024 * 1024),
         # Not the agent's fixed default port: this head outlives the service, and any other
         # local Ray started later (a `ray.init()`, a test run) would find it taken and come
@@ -143,6 +168,7 @@ class RayJobs:
                     submission_id=submission_id,
                     runtime_env={"env_vars": env},
                     metadata={"selfie_kind": kind},
+                    **entrypoint_resources(self.settings),
                 )
                 return
             except BackendUnavailable:

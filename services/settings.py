@@ -38,6 +38,12 @@ class ServiceSettings(Settings):
         default=None, description="Python that runs jobs on the cluster (default: this one)."
     )
     reconcile_seconds: float = Field(default=2.0, gt=0)
+    driver_resource: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Custom Ray resource every job driver asks 1 of (e.g. selfie_driver), so "
+        "drivers run on the nodes that carry it, not on the head; unset: any node with a CPU.",
+    )
     job_backend: Literal["ray", "local"] = Field(
         default="ray",
         description="ray: Ray Jobs on the cluster; local: jobs as child processes of the "

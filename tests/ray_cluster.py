@@ -6,6 +6,7 @@ kills only this cluster's processes: `ray stop` would end every Ray on the machi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -33,22 +34,29 @@ class PrivateRayCluster:
     def dashboard_url(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
-    def _node_flags(self) -> list[str]:
-        return ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
+    def _node_flags(self, num_cpus: int = 1, resources: dict | None = None) -> list[str]:
+        extra = ["--resources", json.dumps(resources)] if resources else []
+        return ["--num-cpus", str(num_cpus), *extra,
+                "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
                 "--object-store-memory", str(200 * 1024 * 1024),
                 "--dashboard-agent-listen-port", str(free_port()),
                 "--dashboard-agent-grpc-port", str(free_port()),
                 "--metrics-export-port", str(free_port())]  # fmt: skip
 
-    def start_head(self) -> PrivateRayCluster:
+    def start_head(self, num_cpus: int = 2, resources: dict | None = None) -> PrivateRayCluster:
+        """The head; 2 CPUs by default: a submitted job's driver holds one
+        (entrypoint_num_cpus), its training worker the other."""
         cmd = [RAY, "start", "--head", "--port", str(self.port), "--temp-dir", self.temp_dir,
                "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-               "--dashboard-port", str(self.dashboard_port), *self._node_flags()]  # fmt: skip
+               "--dashboard-port", str(self.dashboard_port),
+               *self._node_flags(num_cpus, resources)]  # fmt: skip
         subprocess.run(cmd, check=True, env=self.env, capture_output=True, timeout=120)
         return self
 
-    def add_node(self) -> subprocess.CompletedProcess:
-        cmd = [RAY, "start", "--address", self.address, *self._node_flags()]
+    def add_node(
+        self, num_cpus: int = 1, resources: dict | None = None
+    ) -> subprocess.CompletedProcess:
+        cmd = [RAY, "start", "--address", self.address, *self._node_flags(num_cpus, resources)]
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
 
     def stop(self) -> None:

@@ -3,6 +3,7 @@ it needs are there)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -127,3 +128,56 @@ def test_dockerfile_installs_the_project_with_its_pins() -> None:
     text = (DEPLOY / "docker" / "Dockerfile").read_text()
     assert "COPY pyproject.toml" in text and re.search(r"pip install .* \. ", text)
     assert "HEALTHCHECK" in text and "selfie" in text
+
+
+def _ray_pod_specs() -> list[tuple[str, dict, dict]]:
+    """(group, rayStartParams, pod spec) for every Ray pod template of the RayCluster."""
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in _k8s_docs()}
+    cluster = docs[("RayCluster", "selfie")]["spec"]
+    head = cluster["headGroupSpec"]
+    out = [("head", head.get("rayStartParams", {}), head["template"]["spec"])]
+    for group in cluster["workerGroupSpecs"]:
+        out.append((group["groupName"], group["rayStartParams"], group["template"]["spec"]))
+    return out
+
+
+def _start_resources(params: dict) -> dict:
+    """KubeRay's `resources` start param: a JSON object inside a quoted string."""
+    raw = params.get("resources")
+    return json.loads(raw.strip('"').replace('\\"', '"')) if raw else {}
+
+
+def test_every_ray_pod_mounts_shared_memory() -> None:
+    for group, _, pod in _ray_pod_specs():
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for container in pod["containers"]:
+            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+            assert "/dev/shm" in mounts, f"{group}: no /dev/shm mount"
+            assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory", group
+
+
+def test_drivers_run_on_worker_groups_and_gpus_are_requested() -> None:
+    from services.ray_backend import entrypoint_resources, local_head_resources
+
+    config = {d["metadata"]["name"]: d for d in _k8s_docs() if d["kind"] == "ConfigMap"}
+    name = config["selfie-config"]["data"]["SELFIE_DRIVER_RESOURCE"]
+    asked = entrypoint_resources(Settings(driver_resource=name))
+    assert asked == {"entrypoint_num_cpus": 1, "entrypoint_resources": {name: 1}}
+    assert entrypoint_resources(Settings()) == {"entrypoint_num_cpus": 1}
+    # The development head the service starts carries the resource, so dev still runs jobs.
+    flags = local_head_resources(Settings(driver_resource=name))
+    assert flags[0] == "--resources" and json.loads(flags[1])[name] >= 1
+    assert local_head_resources(Settings()) == []
+    groups = {g: (params, pod) for g, params, pod in _ray_pod_specs()}
+    head_params, _ = groups.pop("head")
+    assert head_params["num-cpus"] == "0" and name not in _start_resources(head_params)
+    for group, (params, _pod) in groups.items():
+        assert _start_resources(params).get(name, 0) >= 1, f"{group} carries no {name}"
+    gpu = groups["gpu"][1]["containers"][0]["resources"]
+    assert gpu["requests"]["nvidia.com/gpu"] == gpu["limits"]["nvidia.com/gpu"] == "1"
+    job = next(d for d in _k8s_docs() if d["kind"] == "RayJob")["spec"]
+    assert json.loads(job["entrypointResources"]) == {name: 1}
+    assert job["entrypointNumCpus"] >= 1
+    services = _compose()["services"]
+    assert services["service"]["environment"]["SELFIE_DRIVER_RESOURCE"] == name
+    assert f'{{"{name}":' in services["ray-worker"]["command"]

@@ -54,7 +54,14 @@ def test_two_workers_finish_and_mlflow_holds_everything(
     losses = [m.value for m in client.get_metric_history(result.mlflow_run_id, "loss")]
     assert len(losses) >= 10
     assert losses[-1] < 0.9 * losses[0], losses
-    assert {"selection_accuracy", "images_per_s", "lr"} <= set(run.data.metrics)
+    assert {"selection_accuracy", "images_per_s", "lr", "checkpoint_stall_s"} <= set(
+        run.data.metrics
+    )
+    # The recipe as it ran: 2 workers x 32 images, lr_scaling none, warmup_steps 5.
+    assert run.data.params["global_batch_size"] == "64"
+    assert run.data.params["effective_lr"] == "0.003"
+    assert run.data.params["effective_warmup_steps"] == "5"
+    assert run.data.params["resolved_cpus_per_worker"] == "1"
     inputs = run.inputs.dataset_inputs
     assert inputs and inputs[0].dataset.digest
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id)}

@@ -25,7 +25,7 @@ def test_pretraining_spans_two_nodes(tmp_path: Path) -> None:
     cluster = PrivateRayCluster()
     env, port, dashboard = cluster.env, cluster.port, cluster.dashboard_port
     try:
-        cluster.start_head()
+        cluster.start_head(num_cpus=1)
         joined = cluster.add_node()
         assert joined.returncode == 0, joined.stdout[-2000:] + joined.stderr[-2000:]
         shared = tmp_path / "shared"

@@ -11,9 +11,10 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pipelines.data.geometry import model_image_size
 from pipelines.data.manifest import load_manifest
 from pipelines.settings import Settings
-from pipelines.specs import PretrainSpec, SpecError
+from pipelines.specs import PretrainSpec
 from pipelines.specs.names import (
     ENCODER_ARTIFACT_DIR,
     MANIFEST_DIGEST_TAG,
@@ -42,17 +43,6 @@ class PretrainResult:
         return asdict(self)
 
 
-def _check_geometry(spec: PretrainSpec, image_size: int) -> None:
-    size = spec.image_size or image_size
-    if spec.image_size and spec.image_size != image_size:
-        raise SpecError(
-            f"image_size {spec.image_size} differs from the data's {image_size}: re-ingest with "
-            f"--image-size {spec.image_size} or drop image_size from the spec"
-        )
-    if spec.patch_size and size % spec.patch_size:
-        raise SpecError(f"patch_size {spec.patch_size} does not divide the image size {size}")
-
-
 def run_pretrain(
     spec: PretrainSpec,
     settings: Settings,
@@ -61,9 +51,9 @@ def run_pretrain(
     """Run (or resume) one pretraining; return where its run, checkpoint and encoder are."""
     spec.check_paths()
     manifest = load_manifest(spec.data_dir())
-    _check_geometry(spec, manifest.image_size)
+    size = model_image_size(manifest.image_size, spec.image_size, spec.patch_size)
     data_dir = str(spec.data_dir().resolve())
-    spec = spec.model_copy(update={"data": data_dir})
+    spec = spec.model_copy(update={"data": data_dir, "image_size": size})
 
     storage = spec.storage_path or settings.resolved_storage_path
     with tracked_run(
@@ -78,23 +68,29 @@ def _train(spec: PretrainSpec, settings: Settings, run: TrackedRun, storage: str
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from pipelines.placement import alive_nodes, worker_shape
     from pipelines.pretrain.worker_loop import pretrain_worker
-    from pipelines.ray_runtime import cluster_cpus, ensure_ray
+    from pipelines.ray_runtime import ensure_ray
     from pipelines.training.checkpoint import ENCODER_FILE, load_training_state, save_encoder
 
     client, run_id, name = run.client, run.run_id, run.name
     ensure_ray(settings)
-    cpus = spec.cpus_per_worker or max(1, cluster_cpus() // spec.workers)
+    shape = worker_shape(
+        alive_nodes(), spec.workers, spec.cpus_per_worker, spec.requested_gpus, "a worker"
+    )
+    _log_recipe(run, spec, shape)
     trainer = TorchTrainer(
         pretrain_worker,
         train_loop_config={
             "spec": spec.model_dump(),
-            "cpus_per_worker": cpus,
+            "cpus_per_worker": shape.cpus,
             "tracking_uri": settings.tracking_uri,
             "mlflow_run_id": run_id,
         },
         scaling_config=ScalingConfig(
-            num_workers=spec.workers, use_gpu=spec.use_gpu, resources_per_worker={"CPU": cpus}
+            num_workers=spec.workers,
+            use_gpu=shape.gpus > 0,
+            resources_per_worker=shape.resources(),
         ),
         run_config=RunConfig(
             name=name,
@@ -130,6 +126,32 @@ def _train(spec: PretrainSpec, settings: Settings, run: TrackedRun, storage: str
     outcome.result_file = str(out_dir / RESULT_FILE)
     run.write_result(outcome.to_dict())
     return outcome
+
+
+def _log_recipe(run: TrackedRun, spec: PretrainSpec, shape) -> None:
+    """What actually trains, as MLflow params: the worker shape and the recipe resolved for
+    the global batch (effective_lr, effective_warmup_steps, global_batch_size). A resumed
+    run on another cluster shape keeps its first values as params and notes the new ones as
+    tags (MLflow params are write-once)."""
+    from mlflow.entities import Param
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.data.loader import ShardData
+    from pipelines.training.optim import effective_optim
+
+    steps_per_epoch = ShardData.open(spec.data_dir()).steps_per_epoch(spec.workers, spec.batch_size)
+    recipe = effective_optim(spec.optim, spec.batch_size, spec.workers, steps_per_epoch)
+    values = {
+        **recipe.params(),
+        "resolved_cpus_per_worker": str(shape.cpus),
+        "resolved_gpus_per_worker": str(shape.gpus),
+    }
+    log.info("placement and recipe: %s", values)
+    try:
+        run.client.log_batch(run.run_id, params=[Param(k, v) for k, v in values.items()])
+    except MlflowException:
+        for key, value in values.items():
+            run.client.set_tag(run.run_id, f"resumed.{key}", value)
 
 
 def _log_dataset(client, run_id: str, data_dir: str, digest: str) -> None:

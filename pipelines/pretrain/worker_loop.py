@@ -6,7 +6,7 @@ optimizer and data loader are the plain functions the benchmarks and finetuning 
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
@@ -14,14 +14,17 @@ import torch
 
 from pipelines.data.loader import ShardData
 from pipelines.data.normalize import to_device_normalized
+from pipelines.progress import report_progress
 from pipelines.specs import PretrainSpec
-from pipelines.training.checkpoint import load_training_state, save_training_state
-from pipelines.training.optim import build_optimizer, build_scheduler
-from pipelines.training.steps import place, pretrain_step, unwrap
+from pipelines.training.async_checkpoint import AsyncCheckpointer, CheckpointSchedule
+from pipelines.training.checkpoint import load_training_state, training_state
+from pipelines.training.optim import build_optimizer, build_scheduler, effective_optim
+from pipelines.training.steps import MetricWindow, place, pretrain_step_lean, unwrap
 from selfie_core.config import SelfieConfig
 from selfie_core.selfie_model import SelfieModel
 
 LOG_EVERY = 5
+"""Steps between reads of the metrics (the only host syncs of the loop)."""
 
 
 def model_config_for(spec: PretrainSpec, image_size: int) -> SelfieConfig:
@@ -56,13 +59,18 @@ def pretrain_worker(config: dict) -> None:
     model_config = model_config_for(spec, data.manifest.image_size)
     steps_per_epoch = data.steps_per_epoch(world, spec.batch_size)
     total_steps = total_steps_for(spec, steps_per_epoch)
+    recipe = effective_optim(spec.optim, spec.batch_size, world, steps_per_epoch)
 
     model = place(SelfieModel(model_config), device)
-    optimizer = build_optimizer(model, spec.optim)
-    scheduler = build_scheduler(optimizer, spec.optim, total_steps)
-    generator = torch.Generator()
+    optimizer = build_optimizer(model, spec.optim, lr=recipe.effective_lr)
+    scheduler = build_scheduler(
+        optimizer, spec.optim, total_steps, warmup_steps=recipe.effective_warmup_steps
+    )
+    # Masks are drawn on the training device: no host work or copy per step.
+    generator = torch.Generator(device=device)
     step = 0
     checkpoint = ray.train.get_checkpoint()
+    restored_rng = False
     if checkpoint:
         with checkpoint.as_directory() as directory:
             state = load_training_state(Path(directory))
@@ -71,12 +79,18 @@ def pretrain_worker(config: dict) -> None:
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
         if rank == 0:
-            generator.set_state(state["mask_rng"])
             torch.set_rng_state(state["torch_rng"])
+            try:
+                generator.set_state(state["mask_rng"])
+                restored_rng = True
+            except RuntimeError:  # saved by a generator on another kind of device
+                pass
     resumed_from = step
-    if rank != 0 or not checkpoint:
+    if not restored_rng:
         generator.manual_seed(spec.seed * 1_000_003 + rank * 7919 + step)
     model = ray.train.torch.prepare_model(model)
+    if spec.compile:
+        model = torch.compile(model)
 
     loader = data.train_loader(
         spec.batch_size,
@@ -93,69 +107,102 @@ def pretrain_worker(config: dict) -> None:
         logger = MetricBuffer(client, config["mlflow_run_id"])
         client.set_tag(config["mlflow_run_id"], "resumed_from_step", str(resumed_from))
 
-    window_loss, window_acc, window_n = 0.0, 0.0, 0
+    def snapshot() -> dict:
+        return training_state(
+            model=unwrap(model), optimizer=optimizer, scheduler=scheduler, step=step,
+            epoch=step // steps_per_epoch, generator=generator, config=model_config,
+            manifest_digest=data.manifest.digest(),
+        )  # fmt: skip
+
+    checkpoints = AsyncCheckpointer(rank, LOG_EVERY, _reporter(rank))
+    schedule = CheckpointSchedule(spec.checkpoint_every, spec.checkpoint_minutes, LOG_EVERY)
+    window = MetricWindow(device)
+    last_loss, last_acc = float("nan"), float("nan")
     tick = time.perf_counter()
     while step < total_steps:
         images, _ = next(batches)
-        metrics = pretrain_step(
+        metrics = pretrain_step_lean(
             model, to_device_normalized(images, data.manifest.mean, data.manifest.std, device),
             generator, optimizer, scheduler,
             spec.optim.grad_clip,
         )  # fmt: skip
+        window.add(metrics)
         step += 1
-        window_loss += metrics.loss
-        window_acc += metrics.accuracy
-        window_n += 1
         last = step == total_steps
-        if logger and (step % LOG_EVERY == 0 or last):
+        if step % LOG_EVERY == 0 or last:
+            n = window.n
+            last_loss, last_acc = window.read()  # the one host sync of the interval
             elapsed = time.perf_counter() - tick
-            logger.add(
-                {
-                    "loss": window_loss / window_n,
-                    "selection_accuracy": window_acc / window_n,
-                    "images_per_s": window_n * spec.batch_size * world / elapsed,
-                    "lr": scheduler.get_last_lr()[0],
-                    "epoch": step / steps_per_epoch,
-                },
-                step,
-            )
-            window_loss, window_acc, window_n = 0.0, 0.0, 0
+            if rank == 0:
+                report_progress(
+                    "pretrain", step, total_steps, loss=last_loss, selection_accuracy=last_acc
+                )
+            if logger:
+                logger.add(
+                    {
+                        "loss": last_loss,
+                        "selection_accuracy": last_acc,
+                        "images_per_s": n * spec.batch_size * world / elapsed,
+                        "lr": scheduler.get_last_lr()[0],
+                        "epoch": step / steps_per_epoch,
+                        "checkpoint_stall_s": checkpoints.stall_seconds,
+                    },
+                    step,
+                )
             tick = time.perf_counter()
-        if step % spec.checkpoint_every == 0 or last:
+        checkpoints.maybe_report(step)
+        if last or schedule.due(step, _agree(world, device)):
             if logger:
                 logger.flush()
             report = {
                 "step": step,
                 "epoch": step // steps_per_epoch,
-                "loss": metrics.loss,
-                "selection_accuracy": metrics.accuracy,
+                "loss": last_loss,
+                "selection_accuracy": last_acc,
                 "resumed_from_step": resumed_from,
                 "total_steps": total_steps,
             }
-            _report(report, rank, step, model, optimizer, scheduler, generator, model_config, data)
+            checkpoints.take(step, report, snapshot)
+            if last:
+                checkpoints.flush(final=True)
+    if logger:
+        logger.flush()
 
 
-def _report(metrics, rank, step, model, optimizer, scheduler, generator, model_config, data):
-    """Every rank reports (it is a barrier); only rank 0 writes the checkpoint."""
+def _agree(world: int, device: torch.device):
+    """All ranks take rank 0's decision (one tiny broadcast, only when time is checked)."""
+
+    def agree(flag: bool) -> bool:
+        if world == 1:
+            return flag
+        import torch.distributed as dist
+
+        value = torch.tensor([1 if flag else 0], device=device)
+        dist.broadcast(value, src=0)
+        return bool(value.item())
+
+    return agree
+
+
+def _reporter(rank: int):
+    """Every rank reports (it is a barrier); rank 0 hands over its written directory. Ray
+    uploads it in the background (ASYNC) and deletes it; the final one is uploaded before
+    `fit()` returns its result (SYNC)."""
     import ray.train
+    from ray.train import CheckpointUploadMode
 
-    if rank != 0:
-        ray.train.report(metrics, checkpoint=None)
-        return
-    with tempfile.TemporaryDirectory() as directory:
-        save_training_state(
-            Path(directory),
-            model=unwrap(model),
-            optimizer=optimizer,
-            scheduler=scheduler,
-            step=step,
-            epoch=metrics["epoch"],
-            generator=generator,
-            config=model_config,
-            manifest_digest=data.manifest.digest(),
-        )
+    def report(metrics: dict, directory: Path | None, step: int, final: bool) -> None:
+        if rank != 0 or directory is None:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        mode = CheckpointUploadMode.SYNC if final else CheckpointUploadMode.ASYNC
         ray.train.report(
             metrics,
-            checkpoint=ray.train.Checkpoint.from_directory(directory),
+            checkpoint=ray.train.Checkpoint.from_directory(str(directory)),
             checkpoint_dir_name=f"checkpoint-{step:08d}",
+            checkpoint_upload_mode=mode,
         )
+        if final:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    return report

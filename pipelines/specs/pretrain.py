@@ -11,15 +11,42 @@ from selfie_core.presets import PRESETS
 
 
 class OptimSpec(Spec):
-    """AdamW with linear warmup then cosine decay to `min_lr_ratio` of the peak."""
+    """AdamW with linear warmup then cosine decay to `min_lr_ratio` of the peak.
 
-    lr: float = Field(default=2e-3, gt=0, le=10, description="Peak learning rate.")
+    The recipe is stated against the global batch, so a run moved from 1 to 32 workers keeps
+    it: the peak LR is `lr` scaled by (global batch / `base_batch_size`) per `lr_scaling`, and
+    warmup given in epochs or samples becomes steps of the actual global batch."""
+
+    lr: float = Field(
+        default=2e-3, gt=0, le=10, description="Peak learning rate at base_batch_size."
+    )
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        default="none", description="How the peak LR follows the global batch: none, linear, sqrt."
+    )
+    base_batch_size: int = Field(
+        default=256, ge=1, le=1_000_000, description="Global batch at which lr is the peak LR."
+    )
     weight_decay: float = Field(default=0.05, ge=0, le=1, description="AdamW weight decay.")
-    warmup_steps: int = Field(default=50, ge=0, le=1_000_000, description="Linear warmup steps.")
+    warmup_steps: int = Field(
+        default=50, ge=0, le=1_000_000,
+        description="Linear warmup steps (used when neither warmup_epochs nor warmup_samples).",
+    )  # fmt: skip
+    warmup_epochs: float | None = Field(
+        default=None, ge=0, le=10_000, description="Warmup in epochs of the training split."
+    )
+    warmup_samples: int | None = Field(
+        default=None, ge=0, description="Warmup in images seen (global batch x steps)."
+    )
     min_lr_ratio: float = Field(
         default=0.05, ge=0, le=1, description="Final learning rate as a share of the peak."
     )
     grad_clip: float | None = Field(default=1.0, gt=0, description="Gradient norm clip.")
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> OptimSpec:
+        if self.warmup_epochs is not None and self.warmup_samples is not None:
+            raise ValueError("give warmup_epochs or warmup_samples, not both")
+        return self
 
 
 class PretrainOptions(Spec):
@@ -39,9 +66,15 @@ class PretrainOptions(Spec):
     )
     workers: int = Field(default=1, ge=1, le=1024, description="Ray Train workers.")
     cpus_per_worker: int | None = Field(
-        default=None, ge=1, le=256, description="Default: the cluster's CPUs / workers."
+        default=None, ge=1, le=256,
+        description="Default: the most that lets all workers fit on the nodes that can host one.",
+    )  # fmt: skip
+    gpus_per_worker: float | None = Field(
+        default=None, ge=0, le=16, description="Default: 1 when the cluster has GPUs, else 0."
     )
-    use_gpu: bool = Field(default=False, description="One GPU per worker.")
+    use_gpu: bool | None = Field(
+        default=None, description="Deprecated: true means gpus_per_worker 1, false means 0."
+    )
     batch_size: int = Field(default=64, ge=2, le=65536, description="Images per worker per step.")
     epochs: int = Field(default=1, ge=1, le=10_000, description="Passes over the training split.")
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps.")
@@ -51,7 +84,13 @@ class PretrainOptions(Spec):
     verify: bool = Field(default=False, description="Check shard checksums before training.")
     optim: OptimSpec = OptimSpec()
     seed: int = Field(default=0, ge=0, description="Seed of the model, masks and data order.")
-    checkpoint_every: int = Field(default=100, ge=1, description="Steps between checkpoints.")
+    checkpoint_every: int | None = Field(
+        default=100, ge=1, description="Steps between checkpoints (null: by minutes only)."
+    )
+    checkpoint_minutes: float | None = Field(
+        default=None, gt=0, le=10_000, description="Also checkpoint after this many minutes."
+    )
+    compile: bool = Field(default=False, description="Run the model under torch.compile.")
     max_failures: int = Field(default=3, ge=0, le=100, description="Worker losses to survive.")
     storage_path: PathText | None = Field(
         default=None, description="Checkpoint storage; overrides SELFIE_STORAGE_PATH."
@@ -67,6 +106,21 @@ class PretrainOptions(Spec):
                 f"patch_size {self.patch_size} does not divide image_size {self.image_size}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _gpu_fields(self) -> PretrainOptions:
+        if self.use_gpu is False and self.gpus_per_worker:
+            raise ValueError("use_gpu false contradicts gpus_per_worker > 0: drop use_gpu")
+        return self
+
+    @property
+    def requested_gpus(self) -> float | None:
+        """GPUs per worker as asked (None: decided from the cluster)."""
+        if self.gpus_per_worker is not None:
+            return self.gpus_per_worker
+        if self.use_gpu is not None:
+            return 1.0 if self.use_gpu else 0.0
+        return None
 
 
 class PretrainSpec(TrackedRunSpec, PretrainOptions, DataSpec):

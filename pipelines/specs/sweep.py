@@ -56,6 +56,13 @@ class SweepOptions(Spec):
     preset: PresetName = Field(
         default="tiny", description="Model size; used only when no pretrained weights are given."
     )
+    image_size: int | None = Field(
+        default=None,
+        gt=0,
+        le=1024,
+        description="Model image size when no pretrained weights are given (default: the "
+        "stored size; needed for data of varied sizes).",
+    )
     architectures: list[ArchitectureName] = Field(
         default=["resnet50", "hybrid"], min_length=1, description="Finetune architectures."
     )
@@ -74,11 +81,21 @@ class SweepOptions(Spec):
     batch_size: int = Field(default=64, ge=2, le=65536, description="Images per step.")
     warmup_epochs: int = Field(default=1, ge=0, le=1000, description="Linear warmup epochs.")
     verify: bool = Field(default=False, description="Check shard checksums before the sweep.")
-    cpus_per_trial: int = Field(default=1, ge=1, le=256, description="CPUs per trial.")
+    cpus_per_trial: int = Field(
+        default=1, ge=1, le=256, description="CPUs per trial (per worker when distributed)."
+    )
     loader_workers: int = Field(
         default=1, ge=0, le=64, description="DataLoader processes per trial (0: in the trial)."
     )
-    gpus_per_trial: float = Field(default=0, ge=0, le=16, description="GPUs per trial.")
+    gpus_per_trial: float | None = Field(
+        default=None, ge=0, le=16,
+        description="GPUs per trial, per worker when distributed (default: 1 if the cluster "
+        "has GPUs, else 0).",
+    )  # fmt: skip
+    workers_per_trial: int = Field(
+        default=1, ge=1, le=1024,
+        description="Ray Train (DDP) workers per trial; 1 runs the trial in one process.",
+    )  # fmt: skip
     max_concurrent: int | None = Field(
         default=None, ge=1, le=10_000, description="Trials at once (default: as resources allow)."
     )

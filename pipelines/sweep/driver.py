@@ -12,12 +12,14 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipelines.data.geometry import model_image_size
 from pipelines.data.loader import ShardData
 from pipelines.report.publish import publish_report
 from pipelines.report.results_table import CellResult
 from pipelines.settings import Settings
 from pipelines.specs import SpecError, SweepSpec
 from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_TAG
+from pipelines.sweep.placing import resolve_trial_shape, trial_resources
 from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config, finetune_trial, subset_key
 from pipelines.tracked_run import TrackedRun, tracked_run
 
@@ -137,14 +139,11 @@ def run_sweep(
     spec = spec.model_copy(update={"data": str(data.data_dir.resolve())})
     resolved = resolve_weights(spec.pretrained, settings) if spec.pretrained else None
     if resolved is not None:
+        # The loader resizes the data to the size the encoder was pretrained at.
         model_config = resolved.encoder.config
-        if model_config.image_size != data.manifest.image_size:
-            raise SpecError(
-                f"encoder was pretrained on {model_config.image_size}px images but the data has "
-                f"{data.manifest.image_size}px: use data ingested at the encoder's size"
-            )
     else:
-        model_config = SelfieConfig(preset=spec.preset, image_size=data.manifest.image_size)
+        size = model_image_size(data.manifest.image_size, spec.image_size)
+        model_config = SelfieConfig(preset=spec.preset, image_size=size)
 
     labels = data.labels("train")  # from the label sidecar: no image bytes are read
     subsets = {
@@ -180,6 +179,9 @@ def _tune(
 
     client, run_id, name, experiment_id = run.client, run.run_id, run.name, run.experiment_id
     ensure_ray(settings)
+    spec = resolve_trial_shape(spec).model_copy(  # trials see the resolved shape and storage
+        update={"storage_path": spec.storage_path or settings.resolved_storage_path}
+    )
     trainable = tune.with_resources(
         tune.with_parameters(
             finetune_trial,
@@ -188,7 +190,7 @@ def _tune(
             model_config=model_config.to_dict(),
             encoder=resolved.encoder if resolved else None,
         ),
-        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
+        trial_resources(spec),
     )
     space, num_samples = _param_space(spec)
     storage = spec.storage_path or settings.resolved_storage_path

@@ -46,6 +46,12 @@ def finetune_trial(
     from ray import tune
 
     spec = SweepSpec.model_validate(sweep)
+    if spec.workers_per_trial > 1:  # DDP on Ray Train workers: pipelines/sweep/distributed_trial
+        from pipelines.sweep.distributed_trial import run_distributed_trial
+
+        return run_distributed_trial(
+            config, sweep=sweep, subsets=subsets, model_config=model_config, encoder=encoder
+        )
     torch.set_num_threads(spec.cpus_per_trial)
     device = torch.device("cuda" if spec.gpus_per_trial and torch.cuda.is_available() else "cpu")
     data = ShardData.open(spec.data_dir())

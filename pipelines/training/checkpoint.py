@@ -22,8 +22,19 @@ class CheckpointError(SelfieError):
     """A checkpoint or encoder file that cannot be used; the message names the file."""
 
 
-def save_training_state(
-    directory: Path,
+def _to_cpu(value):
+    """A copy of `value` with every tensor copied to the host: training may go on changing
+    the originals in place while the copy is written."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def training_state(
     *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -33,9 +44,9 @@ def save_training_state(
     generator: torch.Generator,
     config: SelfieConfig,
     manifest_digest: str,
-) -> Path:
-    path = directory / STATE_FILE
-    torch.save(
+) -> dict:
+    """A snapshot of the full training state on the host (tensors copied, not shared)."""
+    return _to_cpu(
         {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -46,10 +57,19 @@ def save_training_state(
             "torch_rng": torch.get_rng_state(),
             "config": config.to_dict(),
             "manifest_digest": manifest_digest,
-        },
-        path,
+        }
     )
+
+
+def write_training_state(directory: Path, state: dict) -> Path:
+    path = directory / STATE_FILE
+    torch.save(state, path)
     return path
+
+
+def save_training_state(directory: Path, **parts) -> Path:
+    """Snapshot and write at once (see `training_state` for the parts)."""
+    return write_training_state(directory, training_state(**parts))
 
 
 def _load(path: Path) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -10,7 +11,43 @@ from torch import nn
 from pipelines.specs import OptimSpec
 
 
-def build_optimizer(model: nn.Module, spec: OptimSpec) -> torch.optim.AdamW:
+@dataclass(frozen=True)
+class EffectiveOptim:
+    """The recipe resolved for one run's global batch: what actually trains."""
+
+    global_batch_size: int
+    effective_lr: float
+    effective_warmup_steps: int
+
+    def params(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+
+def effective_optim(
+    spec: OptimSpec, batch_size: int, workers: int, steps_per_epoch: int
+) -> EffectiveOptim:
+    """Peak LR and warmup steps for `workers` x `batch_size` images per step.
+
+    lr_scaling none: lr; linear: lr x global/base; sqrt: lr x sqrt(global/base). Warmup in
+    samples or epochs is turned into steps of this global batch (at least 1 when nonzero),
+    else `warmup_steps` as given."""
+    global_batch = batch_size * workers
+    ratio = global_batch / spec.base_batch_size
+    factor = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[spec.lr_scaling]
+    if spec.warmup_samples is not None:
+        warmup = math.ceil(spec.warmup_samples / global_batch)
+    elif spec.warmup_epochs is not None:
+        warmup = math.ceil(spec.warmup_epochs * steps_per_epoch)
+    else:
+        warmup = spec.warmup_steps
+    return EffectiveOptim(
+        global_batch_size=global_batch, effective_lr=spec.lr * factor, effective_warmup_steps=warmup
+    )
+
+
+def build_optimizer(
+    model: nn.Module, spec: OptimSpec, lr: float | None = None
+) -> torch.optim.AdamW:
     """AdamW with no weight decay on biases, norms, embeddings and `u0` (1-D or embedding rows)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -24,12 +61,13 @@ def build_optimizer(model: nn.Module, spec: OptimSpec) -> torch.optim.AdamW:
         {"params": decay, "weight_decay": spec.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=spec.lr)
+    return torch.optim.AdamW(groups, lr=spec.lr if lr is None else lr)
 
 
-def warmup_cosine(spec: OptimSpec, total_steps: int):
+def warmup_cosine(spec: OptimSpec, total_steps: int, warmup_steps: int | None = None):
     """Multiplier of the peak learning rate at each step."""
-    warmup = min(spec.warmup_steps, max(total_steps - 1, 0))
+    steps = spec.warmup_steps if warmup_steps is None else warmup_steps
+    warmup = min(steps, max(total_steps - 1, 0))
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -42,6 +80,11 @@ def warmup_cosine(spec: OptimSpec, total_steps: int):
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, spec: OptimSpec, total_steps: int
+    optimizer: torch.optim.Optimizer,
+    spec: OptimSpec,
+    total_steps: int,
+    warmup_steps: int | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(spec, total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(spec, total_steps, warmup_steps)
+    )

@@ -7,6 +7,7 @@ benchmarks, so what is measured is what trains.
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -52,8 +53,46 @@ class StepMetrics:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (or the module itself)."""
-    return getattr(model, "module", model)
+    """The module inside torch.compile and DDP wrappers (or the module itself)."""
+    while True:
+        inner = model.__dict__.get("_orig_mod") or model.__dict__.get("_modules", {}).get(
+            "_orig_mod"
+        )
+        if inner is None and isinstance(model, nn.parallel.DistributedDataParallel):
+            inner = model.module
+        if inner is None:
+            return model
+        model = inner
+
+
+@dataclass
+class StepTensors:
+    """A step's metrics as detached scalars on the device: reading them is a host sync."""
+
+    loss: torch.Tensor
+    accuracy: torch.Tensor
+
+
+def pretrain_step_lean(
+    model: nn.Module,
+    images: torch.Tensor,
+    generator: torch.Generator,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    grad_clip: float | None = None,
+) -> StepTensors:
+    """Mask each image afresh (from `generator`, on its device), score every masked
+    position, step. Nothing is read back to the host: the step queues and returns."""
+    core: SelfieModel = unwrap(model)  # type: ignore[assignment]
+    grid = core.config.grid
+    mask = sample_masks(
+        images.shape[0], grid.num_patches, core.config.mask_fraction, generator, images.device
+    )
+    with autocast_for(images.device):
+        out = model(images, mask)
+    params = [p for p in model.parameters() if p.requires_grad]
+    apply_gradients(out.loss, optimizer, scheduler, params, grad_clip)
+    return StepTensors(loss=out.loss.detach(), accuracy=out.accuracy.detach())
 
 
 def pretrain_step(
@@ -64,17 +103,50 @@ def pretrain_step(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     grad_clip: float | None = None,
 ) -> StepMetrics:
-    """Mask each image afresh (from `generator`), score every masked position, step."""
-    core: SelfieModel = unwrap(model)  # type: ignore[assignment]
-    grid = core.config.grid
-    mask = sample_masks(
-        images.shape[0], grid.num_patches, core.config.mask_fraction, generator, images.device
-    )
-    with autocast_for(images.device):
-        out = model(images, mask)
-    params = [p for p in model.parameters() if p.requires_grad]
-    apply_gradients(out.loss, optimizer, scheduler, params, grad_clip)
-    return StepMetrics(loss=out.loss.item(), accuracy=out.accuracy.item())
+    """`pretrain_step_lean` read back at once (two host syncs): for tests and benches."""
+    t = pretrain_step_lean(model, images, generator, optimizer, scheduler, grad_clip)
+    return StepMetrics(loss=t.loss.item(), accuracy=t.accuracy.item())
+
+
+class MetricWindow:
+    """Running sums of step metrics kept on the device; `read` is the one host sync,
+    called once per logging interval."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(2, device=device)
+        self.n = 0
+
+    def add(self, metrics: StepTensors) -> None:
+        self.sums += torch.stack([metrics.loss.float(), metrics.accuracy.float()])
+        self.n += 1
+
+    def read(self) -> tuple[float, float]:
+        """(mean loss, mean accuracy) since the last read; resets the window."""
+        loss, accuracy = (self.sums / max(1, self.n)).tolist()
+        self.sums.zero_()
+        self.n = 0
+        return loss, accuracy
+
+
+_SYNC_OPS = {"item", "tolist", "__float__", "__int__", "__bool__", "numpy", "cpu"}
+
+
+class HostSyncCounter(torch.overrides.TorchFunctionMode):
+    """Counts tensor calls that make the host wait for the device (.item(), .tolist(),
+    float(t), .cpu(), ...). Counted on any device, so a CPU run shows what a GPU run would
+    wait for. Calls from inside torch.optim are left out: they read the optimizer's step
+    counters, which live on the host even when the model is on a GPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in _SYNC_OPS:
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if not caller.startswith("torch.optim"):
+                self.count += 1
+        return func(*args, **(kwargs or {}))
 
 
 def classify_step(

@@ -1,0 +1,57 @@
+"""A sweep whose trials each run on 2 Ray Train workers (DDP inside Tune), on the local Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipelines.data.ingest import ingest
+from pipelines.settings import Settings
+from pipelines.specs import IngestSpec, SearchSpec, SpecError, SweepSpec
+from pipelines.sweep.driver import run_sweep
+from pipelines.sweep.placing import resolve_trial_shape, trial_resources
+
+pytestmark = pytest.mark.ray
+
+
+def _spec(data: Path, **kw) -> SweepSpec:
+    base = dict(
+        data=str(data), inits=["scratch"], architectures=["resnet50"], fractions=[1.0],
+        seeds=1, epochs=1, min_steps_per_epoch=2, batch_size=16, search=SearchSpec(lr=[1e-2]),
+        workers_per_trial=2, cpus_per_trial=1,
+    )  # fmt: skip
+    base.update(kw)
+    return SweepSpec(**base)
+
+
+def test_distributed_trial_shape_rules() -> None:
+    spec = _spec(Path("d"))
+    assert trial_resources(spec)["cpu"] == 0  # the Train workers hold the CPUs
+    assert trial_resources(_spec(Path("d"), workers_per_trial=1)) == {"cpu": 1, "gpu": 0}
+    with pytest.raises(SpecError, match="asha"):
+        resolve_trial_shape(_spec(Path("d"), search=SearchSpec(lr=[1e-2], asha=True)), [])
+
+
+def test_a_trial_on_two_workers_reports_and_is_tested(tmp_path: Path, ray_session) -> None:
+    data = tmp_path / "data"
+    ingest(IngestSpec(source="synthetic:200", out=data, shard_max_count=50))
+    settings = Settings(workdir=tmp_path)
+    result = run_sweep(_spec(data), settings)
+    assert result.trials == 1 and result.failed_trials == 0, result
+    (cell,) = result.cells
+    assert cell["status"] == "ok" and 0 <= cell["test_accuracy"] <= 1
+    client = MlflowClient(settings.tracking_uri)
+    parent = client.get_run(result.mlflow_run_id)
+    (child,) = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{result.mlflow_run_id}'",
+    )
+    assert "val_accuracy" in child.data.metrics
+    # The Train run of the trial used 2 workers, under a name of its own.
+    runs = list((Path(settings.resolved_storage_path)).glob(f"{result.run_name}-train-*"))
+    assert len(runs) == 1, list(Path(settings.resolved_storage_path).iterdir())
+    (epochs,) = runs[0].glob("checkpoint_*/epochs.json")
+    assert json.loads(epochs.read_text())[-1]["workers"] == 2
