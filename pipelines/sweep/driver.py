@@ -73,6 +73,10 @@ def _test_accuracy(sweep: dict, config: dict, model_config: dict, checkpoint) ->
     return evaluate_on_test(cfg, data, SelfieConfig.from_dict(model_config), state, device)
 
 
+def _int_or_none(value) -> int | None:
+    return None if value is None else int(value)
+
+
 def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellResult]:
     """Per cell, the trial with the best validation accuracy, then its test accuracy."""
     import ray
@@ -97,6 +101,10 @@ def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellRe
             val_accuracy=float(best.metrics["best_val_accuracy"]),
             lr=float(best.config["lr"]), weight_decay=float(best.config["weight_decay"]),
             trial_id=best.metrics.get("trial_id"),
+            best_epoch=_int_or_none(best.metrics.get("best_epoch")),
+            epochs_run=_int_or_none(best.metrics.get("epoch")),
+            epochs_budget=_int_or_none(best.metrics.get("epochs_budget")),
+            steps_per_epoch=_int_or_none(best.metrics.get("steps_per_epoch")),
         )  # fmt: skip
         cells.append(cell)
         pending.append(
