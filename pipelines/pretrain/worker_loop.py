@@ -56,7 +56,9 @@ def pretrain_worker(config: dict) -> None:
     steps_per_epoch = data.steps_per_epoch(world, spec.batch_size)
     total_steps = total_steps_for(spec, steps_per_epoch)
 
+    torch.manual_seed(spec.seed)  # the initial weights follow the spec's seed
     model = place(SelfieModel(model_config), device)
+    torch.manual_seed(spec.seed * 1_000_003 + rank)  # dropout and other draws, per rank
     optimizer = build_optimizer(model, spec.optim)
     scheduler = build_scheduler(optimizer, spec.optim, total_steps)
     generator = torch.Generator()
