@@ -100,7 +100,7 @@ def test_pipeline_nests_runs_and_links_lineage(data_dir, tmp_path, ray_session) 
         source="synthetic:200",
         pretrain={"max_steps": 6, "batch_size": 16, "checkpoint_every": 3, "loader_workers": 0},
         sweep={
-            "encoders": ["hybrid"], "fractions": [0.5], "seeds": 1, "epochs": 1,
+            "architectures": ["hybrid"], "fractions": [0.5], "seeds": 1, "epochs": 1,
             "min_steps_per_epoch": 2, "min_steps": 0,
             "search": {"lr": [1e-2], "weight_decay": [0.05]},
         },
