@@ -26,8 +26,8 @@ class AttentionPool(nn.Module):
             nn.Identity() if in_dim == hidden else nn.Linear(in_dim, hidden, bias=False)
         )
         self.u0 = nn.Parameter(torch.randn(hidden) * 0.02)
-        self.row_embed = nn.Parameter(torch.randn(grid.rows, hidden) * 0.02)
-        self.col_embed = nn.Parameter(torch.randn(grid.cols, hidden) * 0.02)
+        self.row_embed = nn.Parameter(torch.randn(grid.rows, hidden) * preset.pos_init_std)
+        self.col_embed = nn.Parameter(torch.randn(grid.cols, hidden) * preset.pos_init_std)
         layer = nn.TransformerEncoderLayer(
             d_model=hidden,
             nhead=preset.heads,
@@ -35,6 +35,7 @@ class AttentionPool(nn.Module):
             dropout=preset.dropout,
             activation="gelu",
             batch_first=True,
+            norm_first=preset.norm_first,
         )
         self.layers = nn.TransformerEncoder(
             layer, num_layers=preset.layers, enable_nested_tensor=False

@@ -67,6 +67,10 @@ def transfer_pretrained(
         n for n in target if any(n.startswith(p) for p in prefixes.values()) and n not in copied
     ]
     if missing:
-        raise WeightTransferError(f"checkpoint lacks {len(missing)} tensors, e.g. {missing[0]!r}")
+        raise WeightTransferError(
+            f"checkpoint lacks {len(missing)} tensors, e.g. {missing[0]!r}: was it pretrained "
+            f"with an older definition of preset {encoder_config.preset!r} (the tiny preset's "
+            "attention pooling went from 1 to 2 layers)? Pretrain again with this version"
+        )
     encoder.load_state_dict(copied, strict=False)
     return sorted(copied)

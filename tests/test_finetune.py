@@ -12,6 +12,7 @@ from pipelines.specs import IngestSpec
 from pipelines.sweep.finetune import (
     FinetuneConfig,
     build_model,
+    epoch_budget,
     evaluate_on_test,
     finetune,
     steps_per_epoch,
@@ -41,9 +42,36 @@ def test_small_subsets_still_get_min_steps() -> None:
     assert steps_per_epoch(1000, _cfg()) == 32
 
 
+def test_budget_in_steps_has_a_floor_and_an_exact_form() -> None:
+    # 10 labels: 5 steps an epoch; 4 epochs = 20 steps, lifted to the 100-step floor.
+    assert epoch_budget(10, _cfg()) == 4
+    assert epoch_budget(10, _cfg(min_steps=100)) == 20
+    assert epoch_budget(1000, _cfg(min_steps=100)) == 4  # 4 x 32 = 128 steps already
+    # `steps` is exact whatever the subset (rounded up to whole epochs).
+    assert epoch_budget(10, _cfg(steps=52, min_steps=1000)) == 11
+    assert epoch_budget(1000, _cfg(steps=64)) == 2
+
+
+def test_patience_stops_when_validation_stalls(data: ShardData, monkeypatch) -> None:
+    from pipelines.sweep import finetune as ft
+    from pipelines.training.steps import StepMetrics
+
+    vals = iter([0.5, 0.6, 0.6, 0.55, 0.7, 0.8])
+    monkeypatch.setattr(
+        ft, "evaluate_classifier", lambda *a, **k: StepMetrics(loss=1.0, accuracy=next(vals))
+    )
+    samples = read_subset(data.shards("train"), [0, 1, 2, 3])
+    cfg = _cfg(epochs=6, patience=2, min_steps_per_epoch=1)
+    results = list(finetune(cfg, data, samples, SelfieConfig(), None, torch.device("cpu")))
+    assert [r.epoch for r in results] == [1, 2, 3, 4]  # best at 2; 3 and 4 did not improve
+    assert results[-1].last and not any(r.last for r in results[:-1])
+    assert results[-1].best_epoch == 2 and results[-1].epochs_budget == 6
+
+
 def test_scratch_learns_and_keeps_best_state(data: ShardData) -> None:
     results = list(finetune(_cfg(), data, None, SelfieConfig(), None, torch.device("cpu")))
     assert [r.epoch for r in results] == [1, 2, 3, 4]
+    assert results[-1].last and results[-1].epochs_budget == 4
     best = max(results, key=lambda r: r.val_accuracy)
     assert results[-1].best_val_accuracy == best.val_accuracy
     assert best.val_accuracy > 0.5, "4 easy synthetic classes"

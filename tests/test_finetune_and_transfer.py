@@ -72,3 +72,12 @@ def test_shape_mismatch_is_refused() -> None:
         transfer_pretrained(
             ResNet50Classifier(cfg, 10), state, pretrained_config=cfg, encoder_config=cfg
         )
+
+
+def test_checkpoint_with_fewer_attention_layers_is_refused_with_a_reason() -> None:
+    cfg, state = _pretrained()
+    old = {k: v for k, v in state.items() if not k.startswith("attention_pool.layers.layers.1.")}
+    with pytest.raises(WeightTransferError, match="older definition of preset 'tiny'"):
+        transfer_pretrained(
+            HybridClassifier(cfg, 10), old, pretrained_config=cfg, encoder_config=cfg
+        )

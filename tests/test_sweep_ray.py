@@ -49,8 +49,8 @@ def encoder_file(tmp_path_factory) -> Path:
 def _sweep(data_dir: Path, encoder: Path | str, **kw) -> SweepSpec:
     base = dict(
         data=str(data_dir), pretrained=str(encoder), architectures=["resnet50"],
-        fractions=[0.2, 1.0], seeds=2, epochs=2, min_steps_per_epoch=3,
-        search=SearchSpec(lr=[1e-2]),
+        fractions=[0.2, 1.0], seeds=2, epochs=2, min_steps_per_epoch=3, min_steps=0,
+        search=SearchSpec(lr=[1e-2], weight_decay=[0.05]),
     )  # fmt: skip
     base.update(kw)
     return SweepSpec(**base)
@@ -103,7 +103,8 @@ def test_pipeline_nests_runs_and_links_lineage(data_dir, tmp_path, ray_session) 
         pretrain={"max_steps": 6, "batch_size": 16, "checkpoint_every": 3, "loader_workers": 0},
         sweep={
             "architectures": ["hybrid"], "fractions": [0.5], "seeds": 1, "epochs": 1,
-            "min_steps_per_epoch": 2, "search": {"lr": [1e-2]},
+            "min_steps_per_epoch": 2, "min_steps": 0,
+            "search": {"lr": [1e-2], "weight_decay": [0.05]},
         },
     )  # fmt: skip
     result = run_pipeline(spec, settings)
@@ -186,7 +187,8 @@ def test_a_crashed_trial_is_retried_or_its_cell_reported_missing(
     settings = Settings(workdir=tmp_path)
     spec = SweepSpec(
         data=str(data_dir), inits=["scratch"], architectures=["resnet50"], fractions=[1.0],
-        seeds=2, epochs=8, min_steps_per_epoch=3, search=SearchSpec(lr=[1e-2]),
+        seeds=2, epochs=8, min_steps_per_epoch=3, min_steps=0,
+        search=SearchSpec(lr=[1e-2], weight_decay=[0.05]),
         trial_max_failures=retries,
     )  # fmt: skip
     killed: list[int] = []

@@ -61,7 +61,9 @@ def pretrain_worker(config: dict) -> None:
     total_steps = total_steps_for(spec, steps_per_epoch)
     recipe = effective_optim(spec.optim, spec.batch_size, world, steps_per_epoch)
 
+    torch.manual_seed(spec.seed)  # the initial weights follow the spec's seed
     model = place(SelfieModel(model_config), device)
+    torch.manual_seed(spec.seed * 1_000_003 + rank)  # dropout and other draws, per rank
     optimizer = build_optimizer(model, spec.optim, lr=recipe.effective_lr)
     scheduler = build_scheduler(
         optimizer, spec.optim, total_steps, warmup_steps=recipe.effective_warmup_steps

@@ -1,4 +1,8 @@
-"""Accuracy and gain against labeled fraction, one line per encoder and init (PNG)."""
+"""Accuracy and paired gain against labeled fraction, one line per encoder and init (PNG).
+
+The x axis is logarithmic but labelled with the fractions themselves (2%, 5%, ...); the gain
+panel draws each point's 95% interval of the paired per-seed differences.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,16 @@ from pathlib import Path
 from pipelines.report.results_table import TableRow
 
 
+def fraction_label(fraction: float) -> str:
+    return f"{100 * fraction:g}%"
+
+
 def plot_results(rows: list[TableRow], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
 
     fig, (ax_acc, ax_gain) = plt.subplots(1, 2, figsize=(10, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -33,18 +42,31 @@ def plot_results(rows: list[TableRow], path: Path) -> Path:
                     capsize=3,
                     label=f"{encoder} {init}",
                 )
-        gains = [(xi, r.delta) for xi, r in zip(x, mine, strict=True) if r.delta is not None]
+        gains = [(xi, r.paired) for xi, r in zip(x, mine, strict=True) if r.paired.n]
         if gains:
-            ax_gain.plot(
-                [g[0] for g in gains], [100 * g[1] for g in gains], marker="o", label=encoder
+            means = [100 * g[1].mean for g in gains]
+            below = [100 * (g[1].mean - g[1].interval[0]) if g[1].interval else 0 for g in gains]
+            above = [100 * (g[1].interval[1] - g[1].mean) if g[1].interval else 0 for g in gains]
+            ax_gain.errorbar(
+                [g[0] for g in gains],
+                means,
+                yerr=[below, above],
+                color=color,
+                marker="o",
+                capsize=3,
+                label=f"{encoder} (95% CI)",
             )
+    fractions = sorted({r.fraction for r in rows})
     for ax in (ax_acc, ax_gain):
         ax.set_xscale("log")
-        ax.set_xlabel("labeled data (%)")
+        ax.xaxis.set_major_locator(FixedLocator([100 * f for f in fractions]))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([fraction_label(f) for f in fractions])
+        ax.set_xlabel("labeled data")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     ax_acc.set_ylabel("test accuracy (%)")
-    ax_gain.set_ylabel("gain from Selfie pretraining (points)")
+    ax_gain.set_ylabel("paired gain from Selfie (points)")
     ax_gain.axhline(0, color="grey", linewidth=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

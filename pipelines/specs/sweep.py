@@ -27,10 +27,13 @@ class SearchSpec(Spec):
 
     mode: Literal["grid", "random"] = Field(default="grid", description="grid or random.")
     lr: list[float] = Field(
-        default=[3e-3, 1e-2], min_length=1, max_length=32, description="Learning rates searched."
+        default=[3e-4, 1e-3, 3e-3, 1e-2],
+        min_length=1,
+        max_length=32,
+        description="Learning rates searched (log-spaced, both inits).",
     )
     weight_decay: list[float] = Field(
-        default=[0.05], min_length=1, max_length=32, description="Weight decays searched."
+        default=[0.0, 0.05], min_length=1, max_length=32, description="Weight decays searched."
     )
     num_samples: int = Field(default=4, ge=1, le=1000, description="Random mode: draws per cell.")
     asha: bool = Field(default=False, description="Stop weak trials early (ASHA, on val).")
@@ -74,9 +77,29 @@ class SweepOptions(Spec):
     )
     seeds: int = Field(default=3, ge=1, le=100, description="Seeds 0..seeds-1 per cell.")
     search: SearchSpec = SearchSpec()
-    epochs: int = Field(default=15, ge=1, le=10_000, description="Finetune epochs per trial.")
+    epochs: int = Field(
+        default=30, ge=1, le=10_000, description="Finetune epochs (passes over the subset)."
+    )
     min_steps_per_epoch: int = Field(
         default=10, ge=1, le=100_000, description="Small subsets are sampled up to this."
+    )
+    min_steps: int = Field(
+        default=500,
+        ge=0,
+        le=10_000_000,
+        description="Optimizer steps per trial at least, whatever the subset's size.",
+    )
+    steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Exact optimizer steps per trial (overrides epochs and min_steps).",
+    )
+    patience: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Stop a trial when validation has not improved for this many epochs.",
     )
     batch_size: int = Field(default=64, ge=2, le=65536, description="Images per step.")
     warmup_epochs: int = Field(default=1, ge=0, le=1000, description="Linear warmup epochs.")

@@ -83,22 +83,36 @@ def _test_accuracy(sweep: dict, config: dict, model_config: dict, checkpoint) ->
     return evaluate_on_test(cfg, data, SelfieConfig.from_dict(model_config), state, device)
 
 
+def _int_or_none(value) -> int | None:
+    return None if value is None else int(value)
+
+
 def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellResult]:
-    """Per cell, the trial with the best validation accuracy, then its test accuracy."""
+    """Per cell, the trial with the best validation accuracy, then its test accuracy.
+
+    With several pretrained encoders (trial config `pretrain_seed`, selfie trials only) each
+    pretraining seed is a cell of its own; the report averages them per finetune seed.
+    """
     import ray
 
     groups: dict[tuple, list] = defaultdict(list)
     for result in results:
         c = result.config
-        groups[(c["encoder"], c["init"], c["fraction"], c["seed"])].append(result)
+        pseed = c.get("pretrain_seed") if c["init"] == "selfie" else None
+        groups[(c["encoder"], c["init"], c["fraction"], c["seed"], pseed)].append(result)
     remote = ray.remote(_test_accuracy).options(
         num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial
     )
     cells, pending = [], []
-    for (encoder, init, fraction, seed), members in sorted(groups.items()):
+    ordered = sorted(
+        groups.items(), key=lambda kv: (*kv[0][:4], -1 if kv[0][4] is None else kv[0][4])
+    )
+    for (encoder, init, fraction, seed, pseed), members in ordered:
         done = [r for r in members if r.error is None and r.metrics and r.checkpoint is not None]
         if not done:
-            cells.append(CellResult(encoder, init, fraction, seed, status="failed"))
+            cells.append(
+                CellResult(encoder, init, fraction, seed, status="failed", pretrain_seed=pseed)
+            )
             continue
         best = max(done, key=lambda r: r.metrics.get("best_val_accuracy", -1.0))
         checkpoint = best.checkpoint
@@ -107,6 +121,11 @@ def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellRe
             val_accuracy=float(best.metrics["best_val_accuracy"]),
             lr=float(best.config["lr"]), weight_decay=float(best.config["weight_decay"]),
             trial_id=best.metrics.get("trial_id"),
+            best_epoch=_int_or_none(best.metrics.get("best_epoch")),
+            epochs_run=_int_or_none(best.metrics.get("epoch")),
+            epochs_budget=_int_or_none(best.metrics.get("epochs_budget")),
+            steps_per_epoch=_int_or_none(best.metrics.get("steps_per_epoch")),
+            pretrain_seed=pseed,
         )  # fmt: skip
         cells.append(cell)
         pending.append(

@@ -30,6 +30,15 @@ from selfie_core.weight_transfer import transfer_pretrained
 
 @dataclass(frozen=True)
 class FinetuneConfig:
+    """One trial's recipe. The budget is the same for both inits of a cell.
+
+    Budget in optimizer steps: `epochs` passes over the subset (an epoch is at least
+    `min_steps_per_epoch` steps), but at least `min_steps` in all, so a tiny subset still gets
+    enough updates; or exactly `steps` when set, whatever the subset's size. Either way the
+    trial validates once an epoch, and with `patience` it stops when validation has not
+    improved for that many epochs (the schedule still spans the whole budget).
+    """
+
     encoder: EncoderKind
     init: str  # "selfie" | "scratch"
     lr: float
@@ -39,6 +48,9 @@ class FinetuneConfig:
     min_steps_per_epoch: int
     warmup_epochs: int
     seed: int
+    steps: int | None = None
+    min_steps: int = 0
+    patience: int | None = None
 
 
 @dataclass
@@ -52,6 +64,9 @@ class EpochResult:
     best_val_accuracy: float
     best_epoch: int
     best_state: dict[str, torch.Tensor]
+    epochs_budget: int = 0
+    steps_per_epoch: int = 0
+    last: bool = False  # no epoch follows: budget spent or patience ran out
 
 
 def build_model(
@@ -76,6 +91,14 @@ def steps_per_epoch(num_samples: int, cfg: FinetuneConfig) -> int:
     """One pass over the subset, but at least `min_steps_per_epoch` (the subset's stream
     repeats, reshuffled each pass) so a 5% subset still gets a useful number of updates."""
     return max(math.ceil(num_samples / cfg.batch_size), cfg.min_steps_per_epoch)
+
+
+def epoch_budget(num_samples: int, cfg: FinetuneConfig) -> int:
+    """Epochs the trial may run: `steps` (or `epochs` passes, at least `min_steps`) in
+    whole epochs, rounded up."""
+    per_epoch = steps_per_epoch(num_samples, cfg)
+    total = cfg.steps if cfg.steps else max(cfg.epochs * per_epoch, cfg.min_steps)
+    return max(1, math.ceil(total / per_epoch))
 
 
 def finetune(
@@ -116,9 +139,10 @@ def finetune(
         min_lr_ratio=0.0,
     )  # fmt: skip
     optimizer = build_optimizer(model, optim)
-    scheduler = build_scheduler(optimizer, optim, cfg.epochs * steps)
+    epochs = epoch_budget(len(samples), cfg)
+    scheduler = build_scheduler(optimizer, optim, epochs * steps)
     best_acc, best_epoch, best_state = -1.0, 0, {}
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, epochs + 1):
         model.train()
         loss_sum, acc_sum, n = 0.0, 0.0, 0
         epoch_batches = itertools.islice(train_batches, steps)
@@ -130,6 +154,7 @@ def finetune(
         if improved:
             best_acc, best_epoch = val.accuracy, epoch
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        out_of_patience = cfg.patience is not None and epoch - best_epoch >= cfg.patience
         yield EpochResult(
             epoch=epoch,
             train_loss=loss_sum / max(n, 1),
@@ -140,7 +165,12 @@ def finetune(
             best_val_accuracy=best_acc,
             best_epoch=best_epoch,
             best_state=best_state,
+            epochs_budget=epochs,
+            steps_per_epoch=steps,
+            last=epoch == epochs or out_of_patience,
         )
+        if out_of_patience:
+            return
 
 
 def evaluate_on_test(

@@ -32,6 +32,9 @@ def finetune_config(spec: SweepSpec, config: dict) -> FinetuneConfig:
         min_steps_per_epoch=spec.min_steps_per_epoch,
         warmup_epochs=spec.warmup_epochs,
         seed=int(config["seed"]),
+        steps=spec.steps,
+        min_steps=spec.min_steps,
+        patience=spec.patience,
     )
 
 
@@ -76,10 +79,13 @@ def finetune_trial(
             "val_accuracy": result.val_accuracy,
             "best_val_accuracy": result.best_val_accuracy,
             "labeled_samples": labeled,
+            "best_epoch": result.best_epoch,
+            "epochs_budget": result.epochs_budget,
+            "steps_per_epoch": result.steps_per_epoch,
         }
         # Checkpoint the best-validation weights once, at the end; with ASHA a trial may be
         # stopped at any epoch, so then at every improvement (Tune snapshots more often).
-        last = result.epoch == spec.epochs
+        last = result.last
         if (last and result.best_state) or (spec.search.asha and result.improved):
             with tempfile.TemporaryDirectory() as directory:
                 torch.save(result.best_state, Path(directory) / BEST_STATE_FILE)
