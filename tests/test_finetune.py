@@ -60,9 +60,8 @@ def test_patience_stops_when_validation_stalls(data: ShardData, monkeypatch) -> 
     monkeypatch.setattr(
         ft, "evaluate_classifier", lambda *a, **k: StepMetrics(loss=1.0, accuracy=next(vals))
     )
-    samples = read_subset(data.shards("train"), [0, 1, 2, 3])
     cfg = _cfg(epochs=6, patience=2, min_steps_per_epoch=1)
-    results = list(finetune(cfg, data, samples, SelfieConfig(), None, torch.device("cpu")))
+    results = list(finetune(cfg, data, [0, 1, 2, 3], SelfieConfig(), None, torch.device("cpu")))
     assert [r.epoch for r in results] == [1, 2, 3, 4]  # best at 2; 3 and 4 did not improve
     assert results[-1].last and not any(r.last for r in results[:-1])
     assert results[-1].best_epoch == 2 and results[-1].epochs_budget == 6

@@ -139,7 +139,7 @@ def finetune(
         min_lr_ratio=0.0,
     )  # fmt: skip
     optimizer = build_optimizer(model, optim)
-    epochs = epoch_budget(len(samples), cfg)
+    epochs = epoch_budget(num_labeled, cfg)
     scheduler = build_scheduler(optimizer, optim, epochs * steps)
     best_acc, best_epoch, best_state = -1.0, 0, {}
     for epoch in range(1, epochs + 1):
