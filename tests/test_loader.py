@@ -171,13 +171,6 @@ def test_batches_are_uint8_and_normalised_on_the_device(data_dir: Path) -> None:
     assert sum(len(b[1]) for b in evals) == data.manifest.counts["val"]
 
 
-def test_two_loader_processes_split_the_work(data_dir: Path) -> None:
-    data = ShardData.open(data_dir)
-    loader = data.train_loader(8, num_workers=2)
-    batches = list(itertools.islice(iter(loader), 10))
-    assert all(b[0].shape == (8, 3, 32, 32) for b in batches)
-
-
 def test_labels_come_from_the_sidecar_or_one_cls_scan(data_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(data_dir, copy)
@@ -266,3 +259,29 @@ def test_model_size_is_checked_against_patching(data_dir: Path) -> None:
         model_image_size(None, None)
     with pytest.raises(SpecError, match="12x12"):
         model_image_size(32, None, patch_size=12)
+
+
+def test_unflippable_small_images_get_a_small_affine_jitter() -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from pipelines.data.augment import ImageTransform
+
+    pixels = np.zeros((32, 32, 3), np.uint8)
+    pixels[10:22, 12:20] = 255  # a bar off the patch grid's symmetry
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    digits = ImageTransform(size=32, train=True, flip=False)
+    rng = np.random.default_rng(0)
+    outs = [digits(buf.getvalue(), rng).float() for _ in range(20)]
+    assert all(o.shape == (3, 32, 32) for o in outs)
+    assert len({o.sum().item() for o in outs}) > 10, "jittered, not a fixed copy"
+    ys, xs = np.nonzero(pixels[..., 0])
+    for o in outs:
+        mass = o[0].numpy()
+        cy = (mass.sum(1) * np.arange(32)).sum() / mass.sum()
+        cx = (mass.sum(0) * np.arange(32)).sum() / mass.sum()
+        # Small: the bar's centre moves a few pixels at most, never a patch.
+        assert abs(cy - ys.mean()) < 3.5 and abs(cx - xs.mean()) < 3.5

@@ -14,6 +14,7 @@ one-process trials (`placing.resolve_trial_shape` refuses the mix).
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import tempfile
@@ -88,12 +89,12 @@ def distributed_finetune_worker(loop: dict) -> None:
     """One rank of a distributed trial: DDP finetune, rank 0 validates and checkpoints."""
     import ray.train
     import ray.train.torch
-    from torch.utils.data import DataLoader, RandomSampler
 
-    from pipelines.data.augment import transform_for
-    from pipelines.data.loader import EncodedSamples, ShardData, read_subset
+    from pipelines.data.geometry import model_image_size
+    from pipelines.data.loader import ShardData
+    from pipelines.data.normalize import normalized_batches
     from pipelines.specs import OptimSpec
-    from pipelines.sweep.finetune import build_model, steps_per_epoch
+    from pipelines.sweep.finetune import build_model, epoch_budget, steps_per_epoch
     from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config
     from pipelines.training.optim import build_optimizer, build_scheduler
     from pipelines.training.steps import classify_step, evaluate_classifier, place, unwrap
@@ -106,45 +107,57 @@ def distributed_finetune_worker(loop: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     data = ShardData.open(spec.data_dir())
-    samples = read_subset(data.shards("train"), loop["indices"])
+    indices = loop["indices"]
+    labeled = len(indices) if indices is not None else data.manifest.counts["train"]
     model_config = SelfieConfig.from_dict(loop["model_config"])
+    size = model_image_size(
+        data.manifest.image_size, model_config.image_size, model_config.patch_size
+    )
     model = place(
         build_model(cfg, model_config, data.manifest.num_classes, loop["encoder"]), device
     )
     # The same number of steps on every rank (DDP would hang otherwise): the one-process
-    # trial's steps, split among the ranks, each drawing its own batches of the subset.
-    steps = -(-steps_per_epoch(len(samples), cfg) // world)
-    dataset = EncodedSamples(samples, transform_for(data.manifest, train=True), seed=cfg.seed)
-    sampler = RandomSampler(
-        dataset,
-        replacement=True,
-        num_samples=steps * cfg.batch_size,
-        generator=torch.Generator().manual_seed(cfg.seed * 1009 + rank),
+    # trial's steps, split among the ranks, which stream disjoint shares of the subset.
+    steps = -(-steps_per_epoch(labeled, cfg) // world)
+    batches = iter(
+        data.train_loader(
+            cfg.batch_size,
+            rank=rank,
+            world_size=world,
+            num_workers=spec.loader_workers,
+            seed=cfg.seed,
+            image_size=size,
+            indices=indices,
+        )
     )
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True)
+    mean, std = data.manifest.mean, data.manifest.std
+    num_epochs = epoch_budget(labeled, cfg)
     optim = OptimSpec(
         lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_epochs * steps,
         min_lr_ratio=0.0,
     )  # fmt: skip
     optimizer = build_optimizer(model, optim)
-    scheduler = build_scheduler(optimizer, optim, cfg.epochs * steps)
+    scheduler = build_scheduler(optimizer, optim, num_epochs * steps)
     model = ray.train.torch.prepare_model(model)
 
     epochs: list[dict] = []
     best_acc, best_epoch, best_state = -1.0, 0, {}
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, num_epochs + 1):
         model.train()
         loss_sum, acc_sum, n = 0.0, 0.0, 0
-        for images, labels in loader:
-            m = classify_step(
-                model, images.to(device), labels.to(device), optimizer, scheduler, optim.grad_clip
-            )
+        epoch_batches = itertools.islice(batches, steps)
+        for images, labels in normalized_batches(epoch_batches, mean, std, device):
+            m = classify_step(model, images, labels, optimizer, scheduler, optim.grad_clip)
             loss_sum, acc_sum, n = loss_sum + m.loss, acc_sum + m.accuracy, n + 1
         metrics = {"epoch": epoch, "train_loss": loss_sum / max(n, 1),
-                   "train_accuracy": acc_sum / max(n, 1), "labeled_samples": len(samples),
+                   "train_accuracy": acc_sum / max(n, 1), "labeled_samples": labeled,
+                   "epochs_budget": num_epochs, "steps_per_epoch": steps,
                    "workers": world}  # fmt: skip
         if rank == 0:
-            val = evaluate_classifier(unwrap(model), data.eval_loader("val", 256), device)
+            val_batches = data.eval_loader("val", 256, image_size=size)
+            val = evaluate_classifier(
+                unwrap(model), normalized_batches(val_batches, mean, std, device), device
+            )
             if val.accuracy > best_acc:
                 best_acc, best_epoch = val.accuracy, epoch
                 best_state = {
@@ -153,10 +166,10 @@ def distributed_finetune_worker(loop: dict) -> None:
             metrics.update(val_loss=val.loss, val_accuracy=val.accuracy,
                            best_val_accuracy=best_acc, best_epoch=best_epoch)  # fmt: skip
             epochs.append(metrics)
-        if epoch < cfg.epochs:
+        if epoch < num_epochs:
             ray.train.report(metrics)  # a barrier: ranks wait here while rank 0 validates
     if rank != 0:
-        ray.train.report({"epoch": cfg.epochs})
+        ray.train.report({"epoch": num_epochs})
         return
     with tempfile.TemporaryDirectory() as directory:
         torch.save(best_state, Path(directory) / BEST_STATE_FILE)
