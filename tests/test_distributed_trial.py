@@ -20,7 +20,8 @@ pytestmark = pytest.mark.ray
 def _spec(data: Path, **kw) -> SweepSpec:
     base = dict(
         data=str(data), inits=["scratch"], architectures=["resnet50"], fractions=[1.0],
-        seeds=1, epochs=1, min_steps_per_epoch=2, batch_size=16, search=SearchSpec(lr=[1e-2]),
+        seeds=1, epochs=1, min_steps_per_epoch=2, min_steps=0, batch_size=16,
+        search=SearchSpec(lr=[1e-2], weight_decay=[0.05]),
         workers_per_trial=2, cpus_per_trial=1,
     )  # fmt: skip
     base.update(kw)
