@@ -5,13 +5,16 @@ total, the current best, and a few figures. The raw log keeps every line."""
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
-from pipelines.specs.names import PROGRESS_MARKER
+from pipelines.specs.names import PROGRESS_ENV, PROGRESS_MARKER
 
 
 def report_progress(stage: str, done: int, total: int | None = None, **figures: Any) -> None:
     """Print one progress line (stage, done/total, figures) to the job's log."""
+    if os.environ.get(PROGRESS_ENV) != "1":
+        return
     line = {"stage": stage, "done": done, "total": total, **figures}
     print(PROGRESS_MARKER + json.dumps(line, default=float), flush=True)
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from pipelines.specs.names import JOB_KIND_ENV, JOB_SPEC_ENV, RESULT_MARKER
+from pipelines.specs.names import JOB_KIND_ENV, JOB_SPEC_ENV, PROGRESS_ENV, RESULT_MARKER
 from services.job_models import JobState
 from services.settings import ServiceSettings
 
@@ -70,6 +70,7 @@ def job_environment(
         "SELFIE_WORKDIR": str(settings.resolved_workdir),
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "PYTHONUNBUFFERED": "1",
+        PROGRESS_ENV: "1",  # the live view (`selfie logs -f`) reads these lines
     }
     if settings.storage_path:
         env["SELFIE_STORAGE_PATH"] = settings.storage_path

@@ -24,7 +24,10 @@ def ray_session():
     if not ray.is_initialized():
         context = ray.init(
             address="local",  # always a fresh cluster of our own, never a leftover head
-            num_cpus=2,
+            # The 2 cores, plus one CPU for a job's driver (each asks for one, as on the
+            # development head `selfie serve` starts), so a submitted job never waits for
+            # its own driver's slot behind training.
+            num_cpus=3,
             object_store_memory=256 * 1024 * 1024,
             include_dashboard=True,  # Train V2 and the state API talk to it
             dashboard_host="127.0.0.1",

@@ -33,3 +33,6 @@ RESULT_MARKER = "SELFIE_RESULT "
 
 # Progress lines a job prints for the live view (`selfie logs -f`): the marker, then JSON.
 PROGRESS_MARKER = "SELFIE_PROGRESS "
+# Set in a job's environment (by the service's backends): only jobs print progress lines,
+# so a `selfie pretrain --json` run in a terminal prints its result alone.
+PROGRESS_ENV = "SELFIE_PROGRESS_LINES"
