@@ -114,6 +114,23 @@ def bench_ingest_cmd(
     emit(bench_ingest(images=images, repeats=repeats), as_json)
 
 
+@bench_app.command("trial-memory")
+def bench_trial_memory_cmd(
+    images: int = typer.Option(20000, help="Generated JPEGs (300-500 px) to ingest."),
+    fractions: str = typer.Option("0.05,1.0", help="Labeled fractions, comma-separated."),
+    image_size: int = typer.Option(64, help="The model's image side while streaming."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Peak memory of a sweep trial's data path at each labeled fraction, and their ratio."""
+    from pipelines.bench.trial_memory_bench import bench_trial_memory
+
+    try:
+        values = tuple(float(f) for f in fractions.split(",") if f.strip())
+    except ValueError:
+        raise SpecError(f"--fractions takes numbers like 0.05,1.0, got {fractions!r}") from None
+    emit(bench_trial_memory(images, values, image_size=image_size), as_json)
+
+
 @bench_app.command("train")
 def bench_train_cmd(
     data: str | None = typer.Option(None, help="Ingested data dir (default: ingest digits)."),
