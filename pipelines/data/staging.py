@@ -10,12 +10,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.data.labels import write_labels
+from pipelines.data.labels import LABELS_DIR, write_labels
 from pipelines.data.manifest import SPLITS, ShardInfo, sha256_file
 from pipelines.errors import SelfieError
 from pipelines.specs import MANIFEST_NAME
-
-LABELS_DIR = "labels"
 
 
 class IngestError(SelfieError):
