@@ -14,7 +14,6 @@ one-process trials (`placing.resolve_trial_shape` refuses the mix).
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 import tempfile
@@ -93,11 +92,15 @@ def distributed_finetune_worker(loop: dict) -> None:
     from pipelines.data.geometry import model_image_size
     from pipelines.data.loader import ShardData
     from pipelines.data.normalize import normalized_batches
-    from pipelines.specs import OptimSpec
-    from pipelines.sweep.finetune import build_model, epoch_budget, steps_per_epoch
+    from pipelines.sweep.finetune import (
+        build_model,
+        epoch_budget,
+        finetune_optimizer,
+        steps_per_epoch,
+        train_epoch,
+    )
     from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config
-    from pipelines.training.optim import build_optimizer, build_scheduler
-    from pipelines.training.steps import classify_step, evaluate_classifier, place, unwrap
+    from pipelines.training.steps import evaluate_classifier, place, unwrap
     from selfie_core.config import SelfieConfig
 
     spec = SweepSpec.model_validate(loop["sweep"])
@@ -132,25 +135,17 @@ def distributed_finetune_worker(loop: dict) -> None:
     )
     mean, std = data.manifest.mean, data.manifest.std
     num_epochs = epoch_budget(labeled, cfg)
-    optim = OptimSpec(
-        lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_epochs * steps,
-        min_lr_ratio=0.0,
-    )  # fmt: skip
-    optimizer = build_optimizer(model, optim)
-    scheduler = build_scheduler(optimizer, optim, num_epochs * steps)
+    optimizer, scheduler, grad_clip = finetune_optimizer(model, cfg, steps, num_epochs)
     model = ray.train.torch.prepare_model(model)
 
     epochs: list[dict] = []
     best_acc, best_epoch, best_state = -1.0, 0, {}
     for epoch in range(1, num_epochs + 1):
-        model.train()
-        loss_sum, acc_sum, n = 0.0, 0.0, 0
-        epoch_batches = itertools.islice(batches, steps)
-        for images, labels in normalized_batches(epoch_batches, mean, std, device):
-            m = classify_step(model, images, labels, optimizer, scheduler, optim.grad_clip)
-            loss_sum, acc_sum, n = loss_sum + m.loss, acc_sum + m.accuracy, n + 1
-        metrics = {"epoch": epoch, "train_loss": loss_sum / max(n, 1),
-                   "train_accuracy": acc_sum / max(n, 1), "labeled_samples": labeled,
+        train_loss, train_acc = train_epoch(
+            model, batches, steps, mean, std, device, optimizer, scheduler, grad_clip
+        )
+        metrics = {"epoch": epoch, "train_loss": train_loss,
+                   "train_accuracy": train_acc, "labeled_samples": labeled,
                    "epochs_budget": num_epochs, "steps_per_epoch": steps,
                    "workers": world}  # fmt: skip
         if rank == 0:

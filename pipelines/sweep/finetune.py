@@ -101,6 +101,40 @@ def epoch_budget(num_samples: int, cfg: FinetuneConfig) -> int:
     return max(1, math.ceil(total / per_epoch))
 
 
+def finetune_optimizer(
+    model: nn.Module, cfg: FinetuneConfig, steps: int, epochs: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, float | None]:
+    """AdamW with warmup then cosine to zero over the trial's budget, the same for both
+    inits and for one-process and distributed trials; returns the gradient clip too."""
+    optim = OptimSpec(
+        lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_epochs * steps,
+        min_lr_ratio=0.0,
+    )  # fmt: skip
+    optimizer = build_optimizer(model, optim)
+    return optimizer, build_scheduler(optimizer, optim, epochs * steps), optim.grad_clip
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: Iterator,
+    steps: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    grad_clip: float | None,
+) -> tuple[float, float]:
+    """`steps` classification steps from the endless `batches`; mean loss and accuracy."""
+    model.train()
+    loss_sum, acc_sum, n = 0.0, 0.0, 0
+    epoch_batches = itertools.islice(batches, steps)
+    for images, labels in normalized_batches(epoch_batches, mean, std, device):
+        m = classify_step(model, images, labels, optimizer, scheduler, grad_clip)
+        loss_sum, acc_sum, n = loss_sum + m.loss, acc_sum + m.accuracy, n + 1
+    return loss_sum / max(n, 1), acc_sum / max(n, 1)
+
+
 def finetune(
     cfg: FinetuneConfig,
     data: ShardData,
@@ -134,21 +168,13 @@ def finetune(
     )
     val_loader = data.eval_loader("val", 256, loader_workers, image_size=size)
     mean, std = data.manifest.mean, data.manifest.std
-    optim = OptimSpec(
-        lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_epochs * steps,
-        min_lr_ratio=0.0,
-    )  # fmt: skip
-    optimizer = build_optimizer(model, optim)
     epochs = epoch_budget(num_labeled, cfg)
-    scheduler = build_scheduler(optimizer, optim, epochs * steps)
+    optimizer, scheduler, grad_clip = finetune_optimizer(model, cfg, steps, epochs)
     best_acc, best_epoch, best_state = -1.0, 0, {}
     for epoch in range(1, epochs + 1):
-        model.train()
-        loss_sum, acc_sum, n = 0.0, 0.0, 0
-        epoch_batches = itertools.islice(train_batches, steps)
-        for images, labels in normalized_batches(epoch_batches, mean, std, device):
-            m = classify_step(model, images, labels, optimizer, scheduler, optim.grad_clip)
-            loss_sum, acc_sum, n = loss_sum + m.loss, acc_sum + m.accuracy, n + 1
+        train_loss, train_acc = train_epoch(
+            model, train_batches, steps, mean, std, device, optimizer, scheduler, grad_clip
+        )
         val = evaluate_classifier(model, normalized_batches(val_loader, mean, std, device), device)
         improved = val.accuracy > best_acc
         if improved:
@@ -157,8 +183,8 @@ def finetune(
         out_of_patience = cfg.patience is not None and epoch - best_epoch >= cfg.patience
         yield EpochResult(
             epoch=epoch,
-            train_loss=loss_sum / max(n, 1),
-            train_accuracy=acc_sum / max(n, 1),
+            train_loss=train_loss,
+            train_accuracy=train_acc,
             val_loss=val.loss,
             val_accuracy=val.accuracy,
             improved=improved,
