@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipelines.data.images import center_crop, resize_shorter, to_rgb, to_square
+
 SMALL_IMAGE_MAX = 64
 RRC_SCALE = (0.08, 1.0)
 RRC_RATIO = (3 / 4, 4 / 3)
@@ -37,27 +39,7 @@ def decode_rgb(data: bytes, draft_to: int | None = None) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     if draft_to and img.format == "JPEG":
         img.draft("RGB", (draft_to, draft_to))
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        arr = np.asarray(img, dtype=np.float32)
-        if arr.max(initial=0) > 255:  # 16-bit samples
-            arr = arr / 257.0
-        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-    return img.convert("RGB")
-
-
-def resize_short_side(img: Image.Image, short: int) -> Image.Image:
-    w, h = img.size
-    if min(w, h) == short:
-        return img
-    scale = short / min(w, h)
-    size = (max(short, round(w * scale)), max(short, round(h * scale)))
-    return img.resize(size, Image.BILINEAR)
-
-
-def center_crop(img: Image.Image, size: int) -> Image.Image:
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return img.crop((left, top, left + size, top + size))
+    return to_rgb(img)
 
 
 def random_resized_crop_box(
@@ -136,7 +118,7 @@ class ImageTransform:
     def _small(self, data: bytes, rng: np.random.Generator) -> torch.Tensor:
         img = decode_rgb(data, draft_to=self.size)
         if img.size != (self.size, self.size):
-            img = center_crop(resize_short_side(img, self.size), self.size)
+            img = to_square(img, self.size, Image.BILINEAR)
         if self.train and not self.flip:
             return _to_tensor(small_affine(img, rng))
         pixels = np.asarray(img)
@@ -161,7 +143,7 @@ class ImageTransform:
     def _large_eval(self, data: bytes) -> torch.Tensor:
         short = round(self.size * 256 / 224)
         img = decode_rgb(data, draft_to=short)
-        return _to_tensor(center_crop(resize_short_side(img, short), self.size))
+        return _to_tensor(center_crop(resize_shorter(img, short, Image.BILINEAR), self.size))
 
 
 def transform_for(manifest, *, train: bool, image_size: int | None = None) -> ImageTransform:

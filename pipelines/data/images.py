@@ -59,7 +59,7 @@ def check_image(data: bytes) -> Checked:
     return Checked(ext=KEPT_FORMATS.get(fmt or ""), width=width, height=height)
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """Any mode -> RGB. 16/32-bit greyscale is scaled (Pillow's convert would clip at 255);
     transparency is dropped (alpha-composited on black), palette and CMYK are mapped."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -90,7 +90,7 @@ def open_rgb(data: bytes, max_side: int | None = None) -> Image.Image:
         img.load()
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)
-        img = _to_rgb(img)
+        img = to_rgb(img)
     except DECODE_ERRORS as exc:
         raise BadImage(f"cannot be decoded ({exc})") from None
     if max_side is not None and max(img.size) > max_side:
@@ -103,28 +103,27 @@ def decode_rgb(data: bytes, max_side: int | None = None) -> np.ndarray:
     return np.array(open_rgb(data, max_side))
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    """Kept for the loader: any image bytes -> uint8 (H, W, 3)."""
-    return decode_rgb(data)
-
-
-def to_square(img: Image.Image, size: int) -> Image.Image:
+def to_square(img: Image.Image, size: int, resample: int = Image.BICUBIC) -> Image.Image:
     """Resize the shorter side to `size` and centre-crop: the usual ImageNet-style preparation."""
     if img.size == (size, size):
         return img
-    img = resize_shorter(img, size)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return img.crop((left, top, left + size, top + size))
+    return center_crop(resize_shorter(img, size, resample), size)
 
 
-def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+def resize_shorter(img: Image.Image, size: int, resample: int = Image.BICUBIC) -> Image.Image:
     """Scale so the shorter side is `size` px, keeping the aspect ratio."""
     w, h = img.size
     if min(w, h) == size:
         return img
     scale = size / min(w, h)
-    return img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+    return img.resize((max(size, round(w * scale)), max(size, round(h * scale))), resample)
+
+
+def center_crop(img: Image.Image, size: int) -> Image.Image:
+    """The centred `size` x `size` square of an image at least that large."""
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return img.crop((left, top, left + size, top + size))
 
 
 def encode_png(pixels: np.ndarray | Image.Image) -> bytes:
