@@ -31,9 +31,10 @@ DATA_DIR = Path("/tmp/selfie-experiments/digits")
 
 
 def load_digits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    from pipelines.data.images import decode_png
+    from pipelines.data.images import decode_rgb
     from pipelines.data.ingest import ingest
-    from pipelines.data.loader import ShardData, read_subset
+    from pipelines.data.loader import ShardData
+    from pipelines.data.shard_io import image_bytes, iter_shard
     from pipelines.specs import IngestSpec
 
     if not (DATA_DIR / "manifest.json").exists():
@@ -43,8 +44,12 @@ def load_digits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     std = torch.tensor(data.manifest.std).view(1, 3, 1, 1)
     out = {}
     for split in ("train", "val", "test"):
-        samples = read_subset(data.shards(split), None)
-        x = np.stack([decode_png(png) for png, _ in samples])
+        samples = [
+            (image_bytes(fields), int(fields["cls"]))
+            for path in data.shards(split)
+            for _key, fields in iter_shard(path)
+        ]
+        x = np.stack([decode_rgb(img) for img, _ in samples])
         images = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255.0)
         out[split] = ((images - mean) / std, torch.tensor([y for _, y in samples]))
     return out
