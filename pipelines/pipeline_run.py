@@ -26,9 +26,9 @@ from pipelines.tracking import find_named_run
 class PipelineResult:
     run_name: str
     mlflow_run_id: str
-    pretrain_run_id: str
+    pretrain_run_ids: list[str]
     sweep_run_id: str
-    encoder: str
+    encoders: list[str]
     table_markdown: str
     report_dir: str
 
@@ -41,9 +41,32 @@ def _stage_started(run: TrackedRun, stage_name: str) -> bool:
     return run.resumed and find_named_run(run.client, run.experiment_id, stage_name) is not None
 
 
+@dataclass
+class _Pretrained:
+    mlflow_run_id: str
+    encoder: str
+    result_dir: str
+
+
+def _pretrain(spec: PipelineSpec, settings: Settings, run: TrackedRun, k: int) -> _Pretrained:
+    """The k-th pretraining (seed `pretrain.seed + k`), or its result when a resumed
+    pipeline finished it already."""
+    from pipelines.pretrain.driver import PretrainResult, run_pretrain
+
+    name = f"{run.name}-pretrain" + (f"-s{k}" if k else "")
+    done = settings.resolved_workdir / "results" / name / RESULT_FILE
+    if run.resumed and done.is_file():
+        pre = PretrainResult(**json.loads(done.read_text()))
+    else:
+        resume = _stage_started(run, name)
+        pre = run_pretrain(
+            spec.pretrain_spec(k, name, resume=resume), settings, parent_run_id=run.run_id
+        )
+    return _Pretrained(pre.mlflow_run_id, pre.encoder, str(done.parent))
+
+
 def run_pipeline(spec: PipelineSpec, settings: Settings, progress=None) -> PipelineResult:
     from pipelines.data.ingest import ingest
-    from pipelines.pretrain.driver import PretrainResult, run_pretrain
     from pipelines.sweep.driver import run_sweep
 
     needs_ingest = not (spec.data_dir() / MANIFEST_NAME).is_file()
@@ -54,21 +77,14 @@ def run_pipeline(spec: PipelineSpec, settings: Settings, progress=None) -> Pipel
             run.client.log_text(run.run_id, spec.model_dump_json(indent=2), "pipeline_spec.json")
         if needs_ingest:
             ingest(spec.ingest_spec(), progress)
-        pre_name = f"{run.name}-pretrain"
-        done = settings.resolved_workdir / "results" / pre_name / RESULT_FILE
-        if run.resumed and done.is_file():
-            pre = PretrainResult(**json.loads(done.read_text()))
-        else:
-            pre = run_pretrain(
-                spec.pretrain_spec(pre_name, resume=_stage_started(run, pre_name)),
-                settings,
-                parent_run_id=run.run_id,
-            )
-        run.client.set_tag(run.run_id, PRETRAIN_RUN_TAG, pre.mlflow_run_id)
+        pretrainings = [_pretrain(spec, settings, run, k) for k in range(spec.pretrain_seeds)]
+        run.client.set_tag(
+            run.run_id, PRETRAIN_RUN_TAG, ",".join(p.mlflow_run_id for p in pretrainings)
+        )
         sweep_name = f"{run.name}-sweep"
         sweep = run_sweep(
             spec.sweep_spec(
-                FileWeights(path=str(done.parent)),
+                [FileWeights(path=p.result_dir) for p in pretrainings],
                 sweep_name,
                 resume=_stage_started(run, sweep_name),
             ),
@@ -80,9 +96,9 @@ def run_pipeline(spec: PipelineSpec, settings: Settings, progress=None) -> Pipel
         result = PipelineResult(
             run_name=run.name,
             mlflow_run_id=run.run_id,
-            pretrain_run_id=pre.mlflow_run_id,
+            pretrain_run_ids=[p.mlflow_run_id for p in pretrainings],
             sweep_run_id=sweep.mlflow_run_id,
-            encoder=pre.encoder,
+            encoders=[p.encoder for p in pretrainings],
             table_markdown=sweep.table_markdown,
             report_dir=sweep.report_dir,
         )

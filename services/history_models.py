@@ -39,7 +39,10 @@ class RunPage(BaseModel):
 class RunLineage(BaseModel):
     parent_run_id: str | None
     children: list[str]
-    pretrain_run_id: str | None = Field(description="The pretraining whose encoder a sweep used.")
+    pretrain_run_ids: list[str] = Field(
+        description="The pretrainings whose encoders a sweep (or pipeline) used, one per "
+        "pretraining seed."
+    )
 
 
 class DatasetInput(BaseModel):

@@ -123,11 +123,11 @@ class JobPublic(BaseModel):
     def from_record(cls, record: JobRecord) -> JobPublic:
         public = cls.model_validate(record)
         result = record.result or {}
-        public.mlflow_run_ids = [
-            str(result[k])
-            for k in ("mlflow_run_id", "pretrain_run_id", "sweep_run_id")
-            if result.get(k)
-        ]
+        ids: list[str] = []
+        for key in ("mlflow_run_id", "pretrain_run_ids", "sweep_run_id"):
+            value = result.get(key) or []
+            ids += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        public.mlflow_run_ids = ids
         return public
 
 

@@ -124,7 +124,7 @@ def get_run(client: MlflowClient, run_id: str) -> RunDetail:
         lineage=RunLineage(
             parent_run_id=run.data.tags.get(PARENT_RUN_TAG),
             children=[c.info.run_id for c in children],
-            pretrain_run_id=run.data.tags.get(PRETRAIN_RUN_TAG),
+            pretrain_run_ids=[i for i in run.data.tags.get(PRETRAIN_RUN_TAG, "").split(",") if i],
         ),
         inputs=[
             DatasetInput(name=d.dataset.name, digest=d.dataset.digest, source=d.dataset.source)

@@ -62,9 +62,13 @@ def test_flags_build_the_spec_with_nested_sections_lists_and_none(tmp_path: Path
          "--architectures", "hybrid", "--pretrained", "runs:/" + "ab" * 16],
     )  # fmt: skip
     assert sweep.fractions == [0.05, 0.2] and sweep.search.lr == [1e-3, 3e-3]
-    assert sweep.architectures == ["hybrid"] and sweep.pretrained == RunWeights(run_id="ab" * 16)
+    assert sweep.architectures == ["hybrid"] and sweep.pretrained == [RunWeights(run_id="ab" * 16)]
     file_weights = parse_spec(JOB_KINDS["sweep"], ["--data", "d", "--pretrained", "enc.pt"])
-    assert file_weights.pretrained == FileWeights(path="enc.pt")
+    assert file_weights.pretrained == [FileWeights(path="enc.pt")]
+    two = parse_spec(
+        JOB_KINDS["sweep"], ["--data", "d", "--pretrained", "a/enc.pt,runs:/" + "cd" * 16]
+    )
+    assert two.pretrained == [FileWeights(path="a/enc.pt"), RunWeights(run_id="cd" * 16)]
 
 
 def test_config_file_then_flags_override_it(tmp_path: Path) -> None:
@@ -85,7 +89,8 @@ def test_config_file_then_flags_override_it(tmp_path: Path) -> None:
     )
     assert spec.pretrain.epochs == 3 and spec.pretrain.optim.lr == 0.02
     assert spec.sweep.seeds == 4 and spec.sweep.search.lr == [0.1]
-    assert spec.pretrain_spec("n").optim.lr == 0.02
+    assert spec.pretrain_spec(0, "n").optim.lr == 0.02
+    assert spec.pretrain_spec(1, "n").seed == spec.pretrain.seed + 1
     with pytest.raises(SpecError, match="holds a 'sweep' spec"):
         config.write_text(yaml.safe_dump({"kind": "sweep", "data": "d"}))
         parse_spec(JOB_KINDS["pretrain"], ["--config", str(config)])

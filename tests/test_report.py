@@ -235,9 +235,9 @@ def test_select_and_test_fills_the_cell_details(monkeypatch) -> None:
     ]
     spec = SweepSpec(
         data="x", architectures=["hybrid"], inits=["scratch", "selfie"], fractions=[1.0],
-        seeds=1, pretrained="runs:/abc",
+        seeds=1, pretrained=["a/encoder.pt", "b/encoder.pt"],
     )  # fmt: skip
-    cells = driver.select_and_test(results, spec, {})
+    cells = driver.select_and_test(results, spec, {}, encoders=2)
     assert [(c.init, c.pretrain_seed, c.lr) for c in cells] == [
         ("scratch", None, 0.01),
         ("selfie", 0, 0.01),

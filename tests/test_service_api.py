@@ -75,7 +75,7 @@ def test_weights_reference_is_typed_and_held_to_the_roots(local_service) -> None
             "/v1/jobs", json={"kind": "sweep", "spec": {**spec, "pretrained": ".."}}
         )
         assert outside.status_code == 422
-        assert "spec.pretrained.path" in outside.json()["detail"]
+        assert "spec.pretrained.0.path" in outside.json()["detail"]
         bad_run = {**spec, "pretrained": {"run_id": "nothex"}}
         assert client.post("/v1/jobs", json={"kind": "sweep", "spec": bad_run}).status_code == 422
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -96,26 +97,43 @@ def test_bad_encoder_and_report_inputs(data_dir, tmp_path, ray_session) -> None:
 
 
 def test_pipeline_nests_runs_and_links_lineage(data_dir, tmp_path, ray_session) -> None:
+    """Two pretraining seeds, the search on seed 0 then the chosen setting on the rest."""
     settings = Settings(workdir=tmp_path)
     spec = PipelineSpec(
         data=str(tmp_path / "digits"),
         source="synthetic:200",
+        pretrain_seeds=2,
         pretrain={"max_steps": 6, "batch_size": 16, "checkpoint_every": 3, "loader_workers": 0},
         sweep={
-            "architectures": ["hybrid"], "fractions": [0.5], "seeds": 1, "epochs": 1,
+            "architectures": ["hybrid"], "fractions": [0.5], "seeds": 2, "epochs": 1,
             "min_steps_per_epoch": 2, "min_steps": 0,
-            "search": {"lr": [1e-2], "weight_decay": [0.05]},
+            "search": {"lr": [1e-2, 1e-4], "weight_decay": [0.05], "scope": "first-seed"},
         },
     )  # fmt: skip
     result = run_pipeline(spec, settings)
     client = MlflowClient(settings.tracking_uri)
     pipeline_run = client.get_run(result.mlflow_run_id)
     assert pipeline_run.info.status == "FINISHED"
-    pre = client.get_run(result.pretrain_run_id)
+    pres = [client.get_run(i) for i in result.pretrain_run_ids]
+    assert [p.data.params["seed"] for p in pres] == ["0", "1"]
     sweep = client.get_run(result.sweep_run_id)
-    assert pre.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
+    assert all(p.data.tags["mlflow.parentRunId"] == result.mlflow_run_id for p in pres)
     assert sweep.data.tags["mlflow.parentRunId"] == result.mlflow_run_id
-    assert sweep.data.tags["selfie.pretrain_run_id"] == result.pretrain_run_id
+    assert sweep.data.tags["selfie.pretrain_run_id"] == ",".join(result.pretrain_run_ids)
+    # Search: {scratch, selfie0} x seed 0 x 2 lrs; replicates: scratch s1, selfie0 s1,
+    # selfie1 s0 and s1, each with the lr its (architecture, init) search chose.
+    trials = client.search_runs(
+        [sweep.info.experiment_id], f"tags.`mlflow.parentRunId` = '{result.sweep_run_id}'"
+    )
+    assert len(trials) == 8
+    cells = json.loads((Path(result.report_dir) / "results.json").read_text())["cells"]
+    arms = {(c["init"], c["pretrain_seed"], c["seed"]): c for c in cells}
+    assert set(arms) == {(i, p, s) for i, p in [("scratch", None), ("selfie", 0), ("selfie", 1)]
+                         for s in (0, 1)}  # fmt: skip
+    assert all(c["status"] == "ok" for c in cells)
+    for (init, pseed, _), cell in arms.items():
+        searched = arms[init, None if pseed is None else 0, 0]
+        assert cell["lr"] == searched["lr"]
     assert "| hybrid | 50% |" in result.table_markdown
     markdown, _ = report_for_run(result.mlflow_run_id, settings)
     assert markdown == result.table_markdown
@@ -124,7 +142,7 @@ def test_pipeline_nests_runs_and_links_lineage(data_dir, tmp_path, ray_session) 
         spec.model_copy(update={"run_name": result.run_name, "resume": True}), settings
     )
     assert again.mlflow_run_id == result.mlflow_run_id
-    assert again.pretrain_run_id == result.pretrain_run_id
+    assert again.pretrain_run_ids == result.pretrain_run_ids
     assert again.sweep_run_id == result.sweep_run_id
 
 

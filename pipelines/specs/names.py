@@ -4,7 +4,7 @@ job entrypoint's environment. The service reads them too, so this module imports
 # MLflow tags our drivers set (`selfie.*`), read back by the report and the service.
 RUN_NAME_TAG = "selfie.run_name"
 KIND_TAG = "selfie.kind"
-PRETRAIN_RUN_TAG = "selfie.pretrain_run_id"
+PRETRAIN_RUN_TAG = "selfie.pretrain_run_id"  # comma-separated when several pretrainings
 SWEEP_RUN_TAG = "selfie.sweep_run_id"
 WEIGHTS_TAG = "selfie.pretrained"
 FAILED_TRIALS_TAG = "selfie.failed_trials"

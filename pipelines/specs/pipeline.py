@@ -26,6 +26,13 @@ class PipelineSpec(TrackedRunSpec, DataSpec):
     ingest: IngestOptions = IngestOptions()
     pretrain: PretrainOptions = PretrainOptions()
     sweep: SweepOptions = SweepOptions()
+    pretrain_seeds: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Pretrainings with seeds pretrain.seed, +1, ...; the selfie cells average "
+        "over them.",
+    )
     experiment: str = Field(
         default="selfie-pipeline", min_length=1, max_length=200, description="MLflow experiment."
     )
@@ -38,9 +45,10 @@ class PipelineSpec(TrackedRunSpec, DataSpec):
         assert self.source is not None
         return IngestSpec(**self.ingest.model_dump(), source=self.source, out=self.data)
 
-    def pretrain_spec(self, run_name: str, *, resume: bool = False) -> PretrainSpec:
+    def pretrain_spec(self, k: int, run_name: str, *, resume: bool = False) -> PretrainSpec:
+        """The k-th pretraining (0-based): the pretrain section with seed `pretrain.seed + k`."""
         return PretrainSpec(
-            **self.pretrain.model_dump(),
+            **(self.pretrain.model_dump() | {"seed": self.pretrain.seed + k}),
             data=self.data,
             experiment=self.experiment,
             run_name=run_name,
@@ -48,7 +56,7 @@ class PipelineSpec(TrackedRunSpec, DataSpec):
         )
 
     def sweep_spec(
-        self, pretrained: PretrainedWeights, run_name: str, *, resume: bool = False
+        self, pretrained: list[PretrainedWeights], run_name: str, *, resume: bool = False
     ) -> SweepSpec:
         return SweepSpec(
             **self.sweep.model_dump(),

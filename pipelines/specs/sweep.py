@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from pipelines.specs.common import (
     DataSpec,
@@ -22,6 +22,13 @@ ArchitectureName = Literal["resnet50", "hybrid"]
 InitName = Literal["selfie", "scratch"]
 
 
+def _one_or_many(value: object) -> object:
+    """One weights reference (YAML, REST or a flag) is a list of one; none is an empty list."""
+    if value is None:
+        return []
+    return value if isinstance(value, list | tuple) else [value]
+
+
 class SearchSpec(Spec):
     """The hyper-parameters searched, identically for both inits (a fair baseline)."""
 
@@ -36,7 +43,13 @@ class SearchSpec(Spec):
         default=[0.0, 0.05], min_length=1, max_length=32, description="Weight decays searched."
     )
     num_samples: int = Field(default=4, ge=1, le=1000, description="Random mode: draws per cell.")
+    seed: int = Field(default=0, ge=0, description="Random mode: seed of the draws.")
     asha: bool = Field(default=False, description="Stop weak trials early (ASHA, on val).")
+    scope: Literal["every-seed", "first-seed"] = Field(
+        default="every-seed",
+        description="every-seed: every cell searches; first-seed: finetune seed 0 with the "
+        "first pretrained weights searches, the other seeds and weights train its choice.",
+    )
 
     @field_validator("lr")
     @classmethod
@@ -140,10 +153,11 @@ class SweepSpec(TrackedRunSpec, SweepOptions, DataSpec):
     """Labeled-fraction finetune sweep: fraction x seed x init x searched hyper-parameters."""
 
     kind: Literal["sweep"] = "sweep"
-    pretrained: PretrainedWeights | None = Field(
-        default=None,
-        description="Pretrained weights for init 'selfie': an MLflow run id (runs:/ID), "
-        "an encoder.pt, or a pretraining result folder.",
+    pretrained: Annotated[list[PretrainedWeights], BeforeValidator(_one_or_many)] = Field(
+        default=[],
+        max_length=64,
+        description="Pretrained weights for init 'selfie', one per pretraining seed: MLflow "
+        "run ids (runs:/ID), encoder.pt files or pretraining result folders.",
     )
     experiment: str = Field(
         default="selfie-sweep", min_length=1, max_length=200, description="MLflow experiment."
@@ -151,12 +165,13 @@ class SweepSpec(TrackedRunSpec, SweepOptions, DataSpec):
 
     def local_paths(self) -> list[tuple[str, str]]:
         paths = super().local_paths()
-        if isinstance(self.pretrained, FileWeights):
-            paths.append(("pretrained.path", self.pretrained.path))
+        for k, weights in enumerate(self.pretrained):
+            if isinstance(weights, FileWeights):
+                paths.append((f"pretrained.{k}.path", weights.path))
         return paths
 
     @model_validator(mode="after")
     def _weights_needed(self) -> SweepSpec:
-        if "selfie" in self.inits and self.pretrained is None:
+        if "selfie" in self.inits and not self.pretrained:
             raise ValueError("init 'selfie' needs pretrained weights: set pretrained to a run id")
         return self

@@ -7,7 +7,6 @@ validation chose; nothing is selected on it.
 
 from __future__ import annotations
 
-import itertools
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,14 +20,30 @@ from pipelines.specs import SpecError, SweepSpec
 from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_TAG
 from pipelines.sweep.placing import resolve_trial_shape, trial_resources
 from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config, finetune_trial, subset_key
+from pipelines.sweep.trial_plan import (
+    REPLICATE_PHASE,
+    SEARCH_PHASE,
+    Cell,
+    all_cells,
+    cell_of,
+    chosen_settings,
+    replicate_cells,
+    replicate_space,
+    search_cells,
+    search_space,
+    trial_count,
+    trial_params,
+)
+from pipelines.sweep.weights_source import ResolvedWeights
 from pipelines.tracked_run import TrackedRun, tracked_run
+from selfie_core.config import SelfieConfig
 
 
 @dataclass
 class SweepResult:
     run_name: str
     mlflow_run_id: str
-    pretrain_run_id: str | None
+    pretrain_run_ids: list[str]
     trials: int
     failed_trials: int
     table_markdown: str
@@ -37,34 +52,6 @@ class SweepResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _param_space(spec: SweepSpec) -> tuple[dict, int]:
-    from ray import tune
-
-    space = {
-        "encoder": tune.grid_search(list(spec.architectures)),
-        "init": tune.grid_search(list(spec.inits)),
-        "fraction": tune.grid_search(list(spec.fractions)),
-        "seed": tune.grid_search(list(range(spec.seeds))),
-    }
-    if spec.search.mode == "grid":
-        space["lr"] = tune.grid_search(list(spec.search.lr))
-        space["weight_decay"] = tune.grid_search(list(spec.search.weight_decay))
-        return space, 1
-    lo, hi = min(spec.search.lr), max(spec.search.lr)
-    space["lr"] = tune.loguniform(lo, hi) if hi > lo else lo
-    wlo, whi = min(spec.search.weight_decay), max(spec.search.weight_decay)
-    space["weight_decay"] = tune.uniform(wlo, whi) if whi > wlo else wlo
-    return space, spec.search.num_samples
-
-
-def trial_count(spec: SweepSpec) -> int:
-    """How many trials the sweep runs: the grid of cells times the search per cell."""
-    cells = len(spec.architectures) * len(spec.inits) * len(spec.fractions) * spec.seeds
-    if spec.search.mode == "grid":
-        return cells * len(spec.search.lr) * len(spec.search.weight_decay)
-    return cells * spec.search.num_samples
 
 
 def _test_accuracy(sweep: dict, config: dict, model_config: dict, checkpoint) -> float:
@@ -87,56 +74,50 @@ def _int_or_none(value) -> int | None:
     return None if value is None else int(value)
 
 
-def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellResult]:
+def select_and_test(
+    results, spec: SweepSpec, model_config: dict, encoders: int = 1
+) -> list[CellResult]:
     """Per cell, the trial with the best validation accuracy, then its test accuracy.
 
-    With several pretrained encoders (trial config `pretrain_seed`, selfie trials only) each
-    pretraining seed is a cell of its own; the report averages them per finetune seed.
+    A cell is (architecture, init, pretraining seed, fraction, seed): with several pretrained
+    encoders each pretraining seed of a selfie cell is a cell of its own; the report averages
+    them per finetune seed. Cells of the plan with no result at all are listed as failed.
     """
     import ray
 
-    groups: dict[tuple, list] = defaultdict(list)
+    groups: dict[Cell, list] = defaultdict(list)
     for result in results:
-        c = result.config
-        pseed = c.get("pretrain_seed") if c["init"] == "selfie" else None
-        groups[(c["encoder"], c["init"], c["fraction"], c["seed"], pseed)].append(result)
+        groups[cell_of(trial_params(result.config))].append(result)
     remote = ray.remote(_test_accuracy).options(
         num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial
     )
     cells, pending = [], []
-    ordered = sorted(
-        groups.items(), key=lambda kv: (*kv[0][:4], -1 if kv[0][4] is None else kv[0][4])
-    )
-    for (encoder, init, fraction, seed, pseed), members in ordered:
+    for cell in all_cells(spec, encoders):
+        members = groups.get(cell, [])
         done = [r for r in members if r.error is None and r.metrics and r.checkpoint is not None]
+        key = (cell.encoder, cell.init, cell.fraction, cell.seed)
         if not done:
-            cells.append(
-                CellResult(encoder, init, fraction, seed, status="failed", pretrain_seed=pseed)
-            )
+            cells.append(CellResult(*key, status="failed", pretrain_seed=cell.pretrain_seed))
             continue
         best = max(done, key=lambda r: r.metrics.get("best_val_accuracy", -1.0))
-        checkpoint = best.checkpoint
-        cell = CellResult(
-            encoder, init, fraction, seed, status="ok",
+        params = trial_params(best.config)
+        result = CellResult(
+            *key, status="ok",
             val_accuracy=float(best.metrics["best_val_accuracy"]),
-            lr=float(best.config["lr"]), weight_decay=float(best.config["weight_decay"]),
+            lr=float(params["lr"]), weight_decay=float(params["weight_decay"]),
             trial_id=best.metrics.get("trial_id"),
             best_epoch=_int_or_none(best.metrics.get("best_epoch")),
             epochs_run=_int_or_none(best.metrics.get("epoch")),
             epochs_budget=_int_or_none(best.metrics.get("epochs_budget")),
             steps_per_epoch=_int_or_none(best.metrics.get("steps_per_epoch")),
-            pretrain_seed=pseed,
+            pretrain_seed=cell.pretrain_seed,
         )  # fmt: skip
-        cells.append(cell)
+        cells.append(result)
         pending.append(
-            (cell, remote.remote(spec.model_dump(), best.config, model_config, checkpoint))
+            (result, remote.remote(spec.model_dump(), params, model_config, best.checkpoint))
         )
-    for cell, ref in pending:
-        cell.test_accuracy = float(ray.get(ref))
-    # Cells missing from the results entirely (never started) are missing seeds too.
-    seen = {(c.encoder, c.init, c.fraction, c.seed) for c in cells}
-    grid = itertools.product(spec.architectures, spec.inits, spec.fractions, range(spec.seeds))
-    cells += [CellResult(*key, status="failed") for key in grid if key not in seen]
+    for result, ref in pending:
+        result.test_accuracy = float(ray.get(ref))
     return cells
 
 
@@ -148,7 +129,6 @@ def run_sweep(
 ) -> SweepResult:
     from pipelines.data.labels import labeled_positions
     from pipelines.sweep.weights_source import resolve_weights
-    from selfie_core.config import SelfieConfig
 
     spec.check_paths()
     data = ShardData.open(spec.data_dir(), verify=spec.verify)
@@ -156,10 +136,16 @@ def run_sweep(
         if not data.manifest.counts.get(split):
             raise SpecError(f"data dir {spec.data!r} has no {split} split: re-ingest with one")
     spec = spec.model_copy(update={"data": str(data.data_dir.resolve())})
-    resolved = resolve_weights(spec.pretrained, settings) if spec.pretrained else None
-    if resolved is not None:
-        # The loader resizes the data to the size the encoder was pretrained at.
-        model_config = resolved.encoder.config
+    resolved = [resolve_weights(ref, settings) for ref in spec.pretrained]
+    if resolved:
+        # The loader resizes the data to the size the encoders were pretrained at.
+        model_config = resolved[0].encoder.config
+        for weights in resolved[1:]:
+            if weights.encoder.config != model_config:
+                raise SpecError(
+                    f"pretrained weights {weights.location!r} were trained as another model "
+                    f"than {resolved[0].location!r}: give weights of one preset and image size"
+                )
     else:
         size = model_image_size(data.manifest.image_size, spec.image_size)
         model_config = SelfieConfig(preset=spec.preset, image_size=size)
@@ -173,9 +159,10 @@ def run_sweep(
 
     tags = {}
     if resolved:
-        tags[WEIGHTS_TAG] = resolved.location
-        if resolved.pretrain_run_id:
-            tags[PRETRAIN_RUN_TAG] = resolved.pretrain_run_id
+        tags[WEIGHTS_TAG] = ",".join(w.location for w in resolved)
+        run_ids = [w.pretrain_run_id for w in resolved if w.pretrain_run_id]
+        if run_ids:
+            tags[PRETRAIN_RUN_TAG] = ",".join(run_ids)
     with tracked_run(
         spec,
         settings,
@@ -188,15 +175,17 @@ def run_sweep(
 
 
 def _tune(
-    spec: SweepSpec, settings: Settings, run: TrackedRun, resolved, subsets: dict, model_config
+    spec: SweepSpec,
+    settings: Settings,
+    run: TrackedRun,
+    resolved: list[ResolvedWeights],
+    subsets: dict,
+    model_config: SelfieConfig,
 ) -> SweepResult:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     from pipelines.ray_runtime import ensure_ray
-    from pipelines.sweep.mlflow_callback import MlflowTrialRuns
 
-    client, run_id, name, experiment_id = run.client, run.run_id, run.name, run.experiment_id
     ensure_ray(settings)
     spec = resolve_trial_shape(spec).model_copy(  # trials see the resolved shape and storage
         update={"storage_path": spec.storage_path or settings.resolved_storage_path}
@@ -207,39 +196,92 @@ def _tune(
             sweep=spec.model_dump(),
             subsets=subsets,
             model_config=model_config.to_dict(),
-            encoder=resolved.encoder if resolved else None,
+            encoders=[w.encoder for w in resolved],
         ),
         trial_resources(spec),
     )
-    space, num_samples = _param_space(spec)
-    storage = spec.storage_path or settings.resolved_storage_path
-    experiment_path = f"{storage.rstrip('/')}/{name}"
-    if run.resumed and tune.Tuner.can_restore(experiment_path):
-        tuner = tune.Tuner.restore(
-            experiment_path, trainable, resume_unfinished=True, resume_errored=True
+    phases = _Phases(spec, settings, run, trainable, len(resolved))
+    search = phases.fit(SEARCH_PHASE, *search_space(spec, search_cells(spec, len(resolved))))
+    results = list(search)
+    replicates = replicate_cells(spec, len(resolved))
+    if replicates:
+        searched = [(r.config, r.metrics["best_val_accuracy"]) for r in results if _done(r)]
+        space = replicate_space(replicates, chosen_settings(searched))
+        if space is not None:
+            results += list(phases.fit(REPLICATE_PHASE, space, 1))
+    cells = select_and_test(results, spec, model_config.to_dict(), len(resolved))
+    markdown = publish_report(run.client, run.run_id, cells, spec.seeds, run.out_dir)
+    failed = sum(1 for r in results if r.error is not None)
+    run.client.set_tag(run.run_id, FAILED_TRIALS_TAG, str(failed))
+    result = SweepResult(
+        run_name=run.name,
+        mlflow_run_id=run.run_id,
+        pretrain_run_ids=[w.pretrain_run_id for w in resolved if w.pretrain_run_id],
+        trials=len(results),
+        failed_trials=failed,
+        table_markdown=markdown,
+        report_dir=str(run.out_dir),
+        cells=[asdict(c) for c in cells],
+    )
+    run.write_result(result.to_dict())
+    return result
+
+
+def _done(result) -> bool:
+    return result.error is None and bool(result.metrics) and "best_val_accuracy" in result.metrics
+
+
+class _Phases:
+    """The sweep's Tune experiments (the search, then the replicates under `first-seed`):
+    each created, or restored when the sweep resumes, with one MLflow writer that counts the
+    trials of every phase towards the sweep's total."""
+
+    def __init__(
+        self, spec: SweepSpec, settings: Settings, run: TrackedRun, trainable, encoders: int
+    ) -> None:
+        from pipelines.sweep.mlflow_callback import MlflowTrialRuns
+
+        self.spec, self.run, self.trainable = spec, run, trainable
+        self.storage = (spec.storage_path or settings.resolved_storage_path).rstrip("/")
+        self.callback = MlflowTrialRuns(
+            settings.tracking_uri, run.experiment_id, run.run_id, trial_count(spec, encoders)
         )
-    else:
+
+    def fit(self, phase: str, space: dict, num_samples: int):
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search import BasicVariantGenerator
+
+        name = self.run.name if phase == SEARCH_PHASE else f"{self.run.name}-{phase}"
+        path = f"{self.storage}/{name}"
+        spec = self.spec
+        if self.run.resumed and tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(
+                path, self.trainable, resume_unfinished=True, resume_errored=True
+            )
+            return tuner.fit()
         scheduler = None
-        if spec.search.asha:
+        if spec.search.asha and phase == SEARCH_PHASE:
             scheduler = ASHAScheduler(
                 time_attr="epoch", max_t=spec.epochs, grace_period=max(1, spec.epochs // 4)
             )
         tuner = tune.Tuner(
-            trainable,
+            self.trainable,
             param_space=space,
             tune_config=tune.TuneConfig(
                 metric="val_accuracy",
                 mode="max",
                 num_samples=num_samples,
                 scheduler=scheduler,
-                max_concurrent_trials=spec.max_concurrent,
+                # Seeded, so random draws are the same each time the spec runs.
+                search_alg=BasicVariantGenerator(
+                    random_state=spec.search.seed, max_concurrent=spec.max_concurrent or 0
+                ),
             ),
             run_config=tune.RunConfig(
                 name=name,
-                storage_path=storage,
-                callbacks=[
-                    MlflowTrialRuns(settings.tracking_uri, experiment_id, run_id, trial_count(spec))
-                ],
+                storage_path=self.storage,
+                callbacks=[self.callback],
                 failure_config=tune.FailureConfig(max_failures=spec.trial_max_failures),
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=1,
@@ -249,21 +291,4 @@ def _tune(
                 verbose=1,
             ),
         )
-    results = tuner.fit()
-    cells = select_and_test(results, spec, model_config.to_dict())
-    out_dir = run.out_dir
-    markdown = publish_report(client, run_id, cells, spec.seeds, out_dir)
-    failed = sum(1 for r in results if r.error is not None)
-    client.set_tag(run_id, FAILED_TRIALS_TAG, str(failed))
-    result = SweepResult(
-        run_name=name,
-        mlflow_run_id=run_id,
-        pretrain_run_id=resolved.pretrain_run_id if resolved else None,
-        trials=len(results),
-        failed_trials=failed,
-        table_markdown=markdown,
-        report_dir=str(out_dir),
-        cells=[asdict(c) for c in cells],
-    )
-    run.write_result(result.to_dict())
-    return result
+        return tuner.fit()

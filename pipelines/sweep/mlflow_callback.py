@@ -11,8 +11,18 @@ from ray import tune
 
 from pipelines.progress import report_progress
 from pipelines.specs.names import PARENT_RUN_TAG, TRIAL_TAG
+from pipelines.sweep.trial_plan import trial_params
 
 LOGGED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "best_val_accuracy")
+
+
+def _arm(c: dict) -> str:
+    """The init, with the pretraining seed of a selfie arm: scratch, selfie0, selfie1..."""
+    return c["init"] if c.get("pretrain_seed") is None else f"{c['init']}{c['pretrain_seed']}"
+
+
+def _label(c: dict) -> str:
+    return f"{c['encoder']}/{_arm(c)}@{c['fraction']:g}"
 
 
 class MlflowTrialRuns(tune.Callback):
@@ -58,8 +68,8 @@ class MlflowTrialRuns(tune.Callback):
             run_id = found[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
         else:
-            c = trial.config
-            name = f"{c['encoder']}-{c['init']}-{c['fraction']:g}-s{c['seed']}-{trial.trial_id}"
+            c = trial_params(trial.config)
+            name = f"{c['encoder']}-{_arm(c)}-{c['fraction']:g}-s{c['seed']}-{trial.trial_id}"
             run = self.client.create_run(
                 self.experiment_id,
                 run_name=name,
@@ -89,8 +99,7 @@ class MlflowTrialRuns(tune.Callback):
             len(self.finished),
             self.total_trials,
             best_val_accuracy=round(self.best_val, 4),
-            last=f"{trial.config.get('encoder')}/{trial.config.get('init')}"
-            f"@{trial.config.get('fraction')}" + (" failed" if failed else ""),
+            last=_label(trial_params(trial.config)) + (" failed" if failed else ""),
         )
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:

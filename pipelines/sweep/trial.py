@@ -11,6 +11,7 @@ import torch
 from pipelines.data.loader import ShardData
 from pipelines.specs import SweepSpec
 from pipelines.sweep.finetune import FinetuneConfig, finetune
+from pipelines.sweep.trial_plan import trial_params
 from pipelines.training.checkpoint import EncoderFile
 from selfie_core.config import SelfieConfig
 
@@ -38,17 +39,26 @@ def finetune_config(spec: SweepSpec, config: dict) -> FinetuneConfig:
     )
 
 
+def trial_encoder(params: dict, encoders: list[EncoderFile]) -> EncoderFile | None:
+    """The pretrained weights of a selfie trial (its pretraining seed's); None for scratch."""
+    if params["init"] != "selfie":
+        return None
+    return encoders[int(params.get("pretrain_seed") or 0)]
+
+
 def finetune_trial(
     config: dict,
     *,
     sweep: dict,
     subsets: dict[str, list[int] | None],
     model_config: dict,
-    encoder: EncoderFile | None,
+    encoders: list[EncoderFile],
 ) -> None:
     from ray import tune
 
     spec = SweepSpec.model_validate(sweep)
+    config = trial_params(config)
+    encoder = trial_encoder(config, encoders)
     if spec.workers_per_trial > 1:  # DDP on Ray Train workers: pipelines/sweep/distributed_trial
         from pipelines.sweep.distributed_trial import run_distributed_trial
 

@@ -1,0 +1,145 @@
+"""Which trials a sweep runs: its cells, its arms and its search protocol.
+
+An arm is an init with its weights: `scratch`, and `selfie` once per pretrained encoder
+(pretraining seed k = the k-th weights the spec names). A cell is (architecture, arm,
+labeled fraction, finetune seed). Arms, not init x pretraining seed, so that scratch is not
+trained once per pretraining seed.
+
+Search protocol (`search.scope`):
+- `every-seed`: every cell searches the hyper-parameters (the grid or the random draws);
+- `first-seed`: only finetune seed 0 with pretraining seed 0 searches; every other cell of the
+  same (architecture, init, fraction) then trains the setting that search chose by
+  validation accuracy. Tune runs these as two experiments, the search then the replicates.
+
+The trials' Tune config holds the cell as one dict under `cell` (a grid over cells, not a
+product of axes), with `lr` and `weight_decay` beside it or inside it; `trial_params`
+flattens it back to one dict of plain values.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pipelines.specs import SweepSpec
+
+CELL_KEY = "cell"
+SEARCH_PHASE = "search"
+REPLICATE_PHASE = "replicates"
+
+
+@dataclass(frozen=True)
+class Cell:
+    encoder: str  # the finetune architecture (resnet50 | hybrid)
+    init: str
+    pretrain_seed: int | None  # index of the pretrained weights; None for scratch
+    fraction: float
+    seed: int
+
+    @property
+    def setting_key(self) -> tuple[str, str, float]:
+        """The cells that share one searched setting under `first-seed`."""
+        return (self.encoder, self.init, self.fraction)
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's Tune config as one flat dict: encoder, init, pretrain_seed, fraction, seed,
+    lr, weight_decay."""
+    flat = dict(config.get(CELL_KEY) or {})
+    flat.update({k: v for k, v in config.items() if k != CELL_KEY})
+    return flat
+
+
+def cell_of(params: Mapping[str, Any]) -> Cell:
+    pseed = params.get("pretrain_seed") if params["init"] == "selfie" else None
+    return Cell(
+        params["encoder"],
+        params["init"],
+        None if pseed is None else int(pseed),
+        float(params["fraction"]),
+        int(params["seed"]),
+    )
+
+
+def arms(inits: Iterable[str], encoders: int) -> list[tuple[str, int | None]]:
+    """(init, pretraining seed) pairs: scratch once, selfie once per pretrained encoder."""
+    out: list[tuple[str, int | None]] = []
+    for init in inits:
+        out += [(init, None)] if init == "scratch" else [(init, k) for k in range(encoders)]
+    return out
+
+
+def all_cells(spec: SweepSpec, encoders: int) -> list[Cell]:
+    return [
+        Cell(arch, init, pseed, fraction, seed)
+        for arch, (init, pseed), fraction, seed in itertools.product(
+            spec.architectures, arms(spec.inits, encoders), spec.fractions, range(spec.seeds)
+        )
+    ]
+
+
+def search_cells(spec: SweepSpec, encoders: int) -> list[Cell]:
+    cells = all_cells(spec, encoders)
+    if spec.search.scope == "every-seed":
+        return cells
+    return [c for c in cells if c.seed == 0 and (c.pretrain_seed or 0) == 0]
+
+
+def replicate_cells(spec: SweepSpec, encoders: int) -> list[Cell]:
+    searched = set(search_cells(spec, encoders))
+    return [c for c in all_cells(spec, encoders) if c not in searched]
+
+
+def search_space(spec: SweepSpec, cells: list[Cell]) -> tuple[dict, int]:
+    """Tune's param space for the search phase, and its num_samples."""
+    from ray import tune
+
+    space: dict[str, Any] = {CELL_KEY: tune.grid_search([c.config() for c in cells])}
+    if spec.search.mode == "grid":
+        space["lr"] = tune.grid_search(list(spec.search.lr))
+        space["weight_decay"] = tune.grid_search(list(spec.search.weight_decay))
+        return space, 1
+    lo, hi = min(spec.search.lr), max(spec.search.lr)
+    space["lr"] = tune.loguniform(lo, hi) if hi > lo else lo
+    wlo, whi = min(spec.search.weight_decay), max(spec.search.weight_decay)
+    space["weight_decay"] = tune.uniform(wlo, whi) if whi > wlo else wlo
+    return space, spec.search.num_samples
+
+
+def chosen_settings(
+    searched: Iterable[tuple[Mapping[str, Any], float]],
+) -> dict[tuple[str, str, float], dict[str, float]]:
+    """Per (architecture, init, fraction), the lr and weight decay of the searched trial with
+    the best validation accuracy; `searched` holds (trial config, best val accuracy)."""
+    best: dict[tuple[str, str, float], tuple[float, dict[str, float]]] = {}
+    for config, val in searched:
+        params = trial_params(config)
+        key = cell_of(params).setting_key
+        if key not in best or val > best[key][0]:
+            setting = {"lr": float(params["lr"]), "weight_decay": float(params["weight_decay"])}
+            best[key] = (val, setting)
+    return {key: setting for key, (_, setting) in best.items()}
+
+
+def replicate_space(cells: list[Cell], chosen: Mapping[tuple, dict[str, float]]) -> dict | None:
+    """The replicates' param space: each cell with its chosen setting. Cells whose search
+    failed entirely have no setting and are left out (the report lists them as failed)."""
+    from ray import tune
+
+    configs = [c.config() | chosen[c.setting_key] for c in cells if c.setting_key in chosen]
+    return {CELL_KEY: tune.grid_search(configs)} if configs else None
+
+
+def trial_count(spec: SweepSpec, encoders: int) -> int:
+    """How many trials the sweep runs: the search per searched cell, one per replicate."""
+    per_cell = (
+        len(spec.search.lr) * len(spec.search.weight_decay)
+        if spec.search.mode == "grid"
+        else spec.search.num_samples
+    )
+    return len(search_cells(spec, encoders)) * per_cell + len(replicate_cells(spec, encoders))

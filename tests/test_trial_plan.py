@@ -1,0 +1,95 @@
+"""Which trials a sweep plans: arms, the search protocol, and the settings replicates get."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.specs import SearchSpec, SweepSpec
+from pipelines.sweep.trial_plan import (
+    CELL_KEY,
+    all_cells,
+    arms,
+    chosen_settings,
+    replicate_cells,
+    replicate_space,
+    search_cells,
+    search_space,
+    trial_count,
+    trial_params,
+)
+
+
+def _spec(scope: str, **kw) -> SweepSpec:
+    base = dict(
+        data="d", pretrained=["a.pt", "b.pt"], architectures=["resnet50", "hybrid"],
+        fractions=[0.05, 1.0], seeds=3,
+        search=SearchSpec(lr=[1e-3, 1e-2], weight_decay=[0.0, 0.05], scope=scope),
+    )  # fmt: skip
+    return SweepSpec(**(base | kw))
+
+
+def test_scratch_is_one_arm_and_selfie_one_per_pretrained_encoder() -> None:
+    assert arms(["scratch", "selfie"], 3) == [
+        ("scratch", None), ("selfie", 0), ("selfie", 1), ("selfie", 2),
+    ]  # fmt: skip
+    assert arms(["selfie"], 1) == [("selfie", 0)]
+
+
+def test_every_seed_searches_every_cell() -> None:
+    spec = _spec("every-seed")
+    cells = all_cells(spec, 2)
+    assert len(cells) == 2 * 3 * 2 * 3  # architectures x arms x fractions x seeds
+    assert search_cells(spec, 2) == cells and replicate_cells(spec, 2) == []
+    assert trial_count(spec, 2) == len(cells) * 4
+
+
+def test_first_seed_searches_seed_zero_of_the_first_encoder_only() -> None:
+    spec = _spec("first-seed")
+    searched = search_cells(spec, 2)
+    assert {(c.init, c.pretrain_seed, c.seed) for c in searched} == {
+        ("scratch", None, 0), ("selfie", 0, 0),
+    }  # fmt: skip
+    replicates = replicate_cells(spec, 2)
+    assert len(searched) + len(replicates) == len(all_cells(spec, 2))
+    assert not set(searched) & set(replicates)
+    # 2 architectures x 2 fractions x 2 searched arms x 4 settings, then one trial each for
+    # the other 2 x 2 x (3 arms x 3 seeds - 2) cells.
+    assert trial_count(spec, 2) == 2 * 2 * 2 * 4 + 2 * 2 * 7
+
+
+def test_replicates_train_the_setting_their_search_chose() -> None:
+    spec = _spec("first-seed", architectures=["hybrid"], fractions=[0.05])
+    space, samples = search_space(spec, search_cells(spec, 2))
+    assert samples == 1 and len(space[CELL_KEY]["grid_search"]) == 2
+    searched = [
+        ({CELL_KEY: c.config(), "lr": lr, "weight_decay": wd}, val)
+        for c in search_cells(spec, 2)
+        for lr, wd, val in [(1e-3, 0.0, 0.7), (1e-2, 0.05, 0.9 if c.init == "selfie" else 0.6)]
+    ]
+    chosen = chosen_settings(searched)
+    assert chosen == {
+        ("hybrid", "scratch", 0.05): {"lr": 1e-3, "weight_decay": 0.0},
+        ("hybrid", "selfie", 0.05): {"lr": 1e-2, "weight_decay": 0.05},
+    }
+    configs = replicate_space(replicate_cells(spec, 2), chosen)[CELL_KEY]["grid_search"]
+    by_arm = {(c["init"], c["pretrain_seed"], c["seed"]): c["lr"] for c in configs}
+    assert by_arm == {
+        ("scratch", None, 1): 1e-3, ("scratch", None, 2): 1e-3,
+        ("selfie", 0, 1): 1e-2, ("selfie", 0, 2): 1e-2,
+        ("selfie", 1, 0): 1e-2, ("selfie", 1, 1): 1e-2, ("selfie", 1, 2): 1e-2,
+    }  # fmt: skip
+    # A cell whose search failed entirely has no setting: its replicates are left out.
+    assert replicate_space(replicate_cells(spec, 2), {}) is None
+
+
+def test_trial_params_flattens_the_cell() -> None:
+    flat = trial_params({CELL_KEY: {"encoder": "hybrid", "seed": 1}, "lr": 0.1})
+    assert flat == {"encoder": "hybrid", "seed": 1, "lr": 0.1}
+    assert trial_params({"encoder": "resnet50", "lr": 0.1}) == {"encoder": "resnet50", "lr": 0.1}
+
+
+def test_one_weights_reference_is_a_list_of_one_and_selfie_needs_one() -> None:
+    assert len(SweepSpec(data="d", pretrained="enc.pt").pretrained) == 1
+    assert SweepSpec(data="d", inits=["scratch"]).pretrained == []
+    with pytest.raises(ValueError, match="needs pretrained weights"):
+        SweepSpec(data="d", pretrained=[])
