@@ -86,6 +86,9 @@ def bench_data_cmd(
         True, help="Time the training path (RandomResizedCrop); --no-... times evaluation."
     ),
     num_images: int = typer.Option(300, help="Generated 300-500 px images per format."),
+    device: str | None = typer.Option(
+        None, help="Also time JPEG decoded and cropped on this device (cuda: nvJPEG)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Loader images/s per process at the model's size: JPEG kept vs PNG re-encoded."""
@@ -98,6 +101,7 @@ def bench_data_cmd(
         image_size=image_size,
         random_resized_crop=random_resized_crop,
         num_images=num_images,
+        device=device,
     )
     emit(result, as_json)
 

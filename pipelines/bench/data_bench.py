@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import webdataset as wds
 from PIL import Image
 from torch.utils.data import DataLoader
@@ -68,6 +69,27 @@ def stream_images_per_s(stream: ShardStream, batch_size: int, batches: int) -> f
     return batches * batch_size / (time.perf_counter() - start)
 
 
+def device_decode_images_per_s(
+    stream: ShardStream, batch_size: int, batches: int, device: torch.device
+) -> float:
+    """Images/s of the device path in one process: plan (header, crop box), then decode,
+    crop and resize on `device` (nvJPEG on a GPU), synchronised before the clock stops."""
+    from pipelines.data.device_decode import CropPlan, collate_planned, device_images
+
+    assert isinstance(stream.transform, ImageTransform)
+    size = stream.transform.size
+    stream.transform = CropPlan(stream.transform)
+    loader = DataLoader(stream, batch_size=batch_size, num_workers=0, collate_fn=collate_planned)
+    it = iter(loader)
+    device_images(next(it), size, device)
+    start = time.perf_counter()
+    for _ in range(batches):
+        device_images(next(it), size, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
 def bench_data(
     data_dir: str | None = None,
     batch_size: int = 32,
@@ -76,9 +98,11 @@ def bench_data(
     image_size: int = 224,
     random_resized_crop: bool = True,
     num_images: int = 300,
+    device: str | None = None,
 ) -> dict:
     """images/s per loader process at `image_size`: JPEG kept vs PNG re-encoded (generated
-    here), and `data_dir` when given. `random_resized_crop=False` times the eval path."""
+    here), and `data_dir` when given. `random_resized_crop=False` times the eval path.
+    With `device`, also JPEG decoded and cropped on that device (`jpeg_device_decode`)."""
     transform = ImageTransform(size=image_size, train=random_resized_crop, flip=True)
     result: dict = {
         "benchmark": "data",
@@ -97,6 +121,12 @@ def bench_data(
             stream = ShardStream(paths, counts, transform, seed=0)
             rates[label] = stream_images_per_s(stream, batch_size, batches)
             sizes[label] = total / num_images
+            if fmt == "jpg" and device is not None:
+                stream = ShardStream(paths, counts, transform, seed=0)
+                rates["jpeg_device_decode"] = device_decode_images_per_s(
+                    stream, batch_size, batches, torch.device(device)
+                )
+                result["device"] = device
     if data_dir is not None:
         data = ShardData.open(data_dir)
         stream = ShardStream(data.shards("train"), data.counts("train"), transform, seed=0)

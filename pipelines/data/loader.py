@@ -14,7 +14,7 @@ nothing holds a split's bytes in memory, only the O(n) index set.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from pipelines.data.augment import ImageTransform, transform_for
+from pipelines.data.device_decode import CropPlan, DeviceDecodedBatches, collate_planned
 from pipelines.data.labels import split_labels
 from pipelines.data.manifest import Manifest, Split, load_manifest, verify_shards
 from pipelines.data.partition import (
@@ -50,7 +51,7 @@ class ShardStream(IterableDataset):
         self,
         shards: Sequence[str],
         counts: Sequence[int],
-        transform: ImageTransform,
+        transform: ImageTransform | CropPlan,
         *,
         indices: Sequence[int] | None = None,
         rank: int = 0,
@@ -160,16 +161,38 @@ class ShardData:
     def steps_per_epoch(self, world_size: int, batch_size: int) -> int:
         return max(1, self.manifest.counts["train"] // (world_size * batch_size))
 
-    def _loader(self, stream: ShardStream, batch_size: int, num_workers: int, **kw) -> DataLoader:
-        return DataLoader(
+    def _transform(
+        self, train: bool, image_size: int | None, decode_on: torch.device | None
+    ) -> ImageTransform | CropPlan:
+        """The per-sample transform; with `decode_on`, large images are only planned in the
+        loader processes and decoded and cropped on that device (`device_decode`)."""
+        transform = transform_for(self.manifest, train=train, image_size=image_size)
+        return transform if decode_on is None or transform.small else CropPlan(transform)
+
+    def _loader(
+        self,
+        stream: ShardStream,
+        batch_size: int,
+        num_workers: int,
+        decode_on: torch.device | None,
+        **kw,
+    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """uint8 batches from `num_workers` processes (0: this one)."""
+        planned = isinstance(stream.transform, CropPlan)
+        if planned:
+            kw["collate_fn"] = collate_planned
+        loader = DataLoader(
             stream,
             batch_size=batch_size,
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
             prefetch_factor=4 if num_workers > 0 else None,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=torch.cuda.is_available() and not planned,
             **kw,
         )
+        if isinstance(stream.transform, CropPlan) and decode_on is not None:
+            return DeviceDecodedBatches(loader, stream.transform.transform.size, decode_on)
+        return loader
 
     def train_loader(
         self,
@@ -181,19 +204,20 @@ class ShardData:
         seed: int = 0,
         image_size: int | None = None,
         indices: Sequence[int] | None = None,
-    ) -> DataLoader:
+        decode_on: torch.device | None = None,
+    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         """An endless loader of augmented uint8 batches for this rank (take steps_per_epoch
         a time), over the whole training split or the samples at `indices`."""
         stream = ShardStream(
             self.shards("train"),
             self.counts("train"),
-            transform_for(self.manifest, train=True, image_size=image_size),
+            self._transform(True, image_size, decode_on),
             indices=indices,
             rank=rank,
             world_size=world_size,
             seed=seed,
         )
-        return self._loader(stream, batch_size, num_workers, drop_last=True)
+        return self._loader(stream, batch_size, num_workers, decode_on, drop_last=True)
 
     def eval_loader(
         self,
@@ -202,13 +226,14 @@ class ShardData:
         num_workers: int = 0,
         *,
         image_size: int | None = None,
-    ) -> DataLoader:
+        decode_on: torch.device | None = None,
+    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         """One pass over a split in shard order, no augmentation; uint8 batches."""
         stream = ShardStream(
             self.shards(split),
             self.counts(split),
-            transform_for(self.manifest, train=False, image_size=image_size),
+            self._transform(False, image_size, decode_on),
             shuffle=False,
             passes=1,
         )
-        return self._loader(stream, batch_size, num_workers)
+        return self._loader(stream, batch_size, num_workers, decode_on)

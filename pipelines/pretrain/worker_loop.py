@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from pipelines.data.device_decode import decode_device
 from pipelines.data.loader import ShardData
 from pipelines.data.normalize import to_device_normalized
 from pipelines.progress import report_progress
@@ -101,6 +102,7 @@ def pretrain_worker(config: dict) -> None:
         num_workers=spec.loader_workers,
         seed=spec.seed * 31 + step,
         image_size=model_config.image_size,
+        decode_on=decode_device(spec.jpeg_decode, device),
     )
     batches = iter(loader)
     logger = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -129,6 +129,11 @@ class TrackedRunSpec(Spec):
             raise ValueError("resume needs run_name: the name of the stopped run to continue")
         return self
 
+
+JpegDecode = Literal["auto", "cpu", "device"]
+"""Where training decodes JPEGs of large images: `auto` on the GPU when training runs on one
+(nvJPEG), else in the loader processes; `cpu` always in the loader processes; `device` on
+the training device whatever it is."""
 
 PretrainedWeights = Annotated[RunWeights | FileWeights, BeforeValidator(_weights_shorthand)]
 """Where pretrained weights come from: an MLflow run or a file, never guessed from text

@@ -6,7 +6,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.specs.common import DataSpec, PathText, PresetName, Spec, TrackedRunSpec
+from pipelines.specs.common import (
+    DataSpec,
+    JpegDecode,
+    PathText,
+    PresetName,
+    Spec,
+    TrackedRunSpec,
+)
 from selfie_core.presets import PRESETS
 
 
@@ -80,6 +87,11 @@ class PretrainOptions(Spec):
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps.")
     loader_workers: int = Field(
         default=1, ge=0, le=64, description="DataLoader processes per worker."
+    )
+    jpeg_decode: JpegDecode = Field(
+        default="auto",
+        description="Where JPEGs of large images are decoded: auto (nvJPEG on a GPU, else "
+        "the loader processes), cpu, or device.",
     )
     verify: bool = Field(default=False, description="Check shard checksums before training.")
     optim: OptimSpec = OptimSpec()

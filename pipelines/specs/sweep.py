@@ -9,6 +9,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pipelines.specs.common import (
     DataSpec,
     FileWeights,
+    JpegDecode,
     PathText,
     PresetName,
     PretrainedWeights,
@@ -122,6 +123,11 @@ class SweepOptions(Spec):
     )
     loader_workers: int = Field(
         default=1, ge=0, le=64, description="DataLoader processes per trial (0: in the trial)."
+    )
+    jpeg_decode: JpegDecode = Field(
+        default="auto",
+        description="Where JPEGs of large images are decoded: auto (nvJPEG on a GPU, else "
+        "the loader processes), cpu, or device.",
     )
     gpus_per_trial: float | None = Field(
         default=None, ge=0, le=16,

@@ -89,6 +89,7 @@ def distributed_finetune_worker(loop: dict) -> None:
     import ray.train
     import ray.train.torch
 
+    from pipelines.data.device_decode import decode_device
     from pipelines.data.geometry import model_image_size
     from pipelines.data.loader import ShardData
     from pipelines.data.normalize import normalized_batches
@@ -109,6 +110,7 @@ def distributed_finetune_worker(loop: dict) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
+    decode_on = decode_device(spec.jpeg_decode, device)
     data = ShardData.open(spec.data_dir())
     indices = loop["indices"]
     labeled = len(indices) if indices is not None else data.manifest.counts["train"]
@@ -131,6 +133,7 @@ def distributed_finetune_worker(loop: dict) -> None:
             seed=cfg.seed,
             image_size=size,
             indices=indices,
+            decode_on=decode_on,
         )
     )
     mean, std = data.manifest.mean, data.manifest.std
@@ -149,7 +152,7 @@ def distributed_finetune_worker(loop: dict) -> None:
                    "epochs_budget": num_epochs, "steps_per_epoch": steps,
                    "workers": world}  # fmt: skip
         if rank == 0:
-            val_batches = data.eval_loader("val", 256, image_size=size)
+            val_batches = data.eval_loader("val", 256, image_size=size, decode_on=decode_on)
             val = evaluate_classifier(
                 unwrap(model), normalized_batches(val_batches, mean, std, device), device
             )

@@ -57,6 +57,7 @@ class SweepResult:
 def _test_accuracy(sweep: dict, config: dict, model_config: dict, checkpoint) -> float:
     import torch
 
+    from pipelines.data.device_decode import decode_device
     from pipelines.sweep.finetune import evaluate_on_test
     from selfie_core.config import SelfieConfig
 
@@ -67,7 +68,14 @@ def _test_accuracy(sweep: dict, config: dict, model_config: dict, checkpoint) ->
         state = torch.load(Path(directory) / BEST_STATE_FILE, map_location="cpu", weights_only=True)
     data = ShardData.open(spec.data_dir())
     cfg = finetune_config(spec, config)
-    return evaluate_on_test(cfg, data, SelfieConfig.from_dict(model_config), state, device)
+    return evaluate_on_test(
+        cfg,
+        data,
+        SelfieConfig.from_dict(model_config),
+        state,
+        device,
+        decode_on=decode_device(spec.jpeg_decode, device),
+    )
 
 
 def _int_or_none(value) -> int | None:

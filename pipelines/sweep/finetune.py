@@ -144,6 +144,7 @@ def finetune(
     device: torch.device,
     *,
     loader_workers: int = 0,
+    decode_on: torch.device | None = None,
 ) -> Iterator[EpochResult]:
     """Finetune on the training samples at `indices` (manifest order; None: all of them).
 
@@ -164,9 +165,10 @@ def finetune(
             seed=cfg.seed,
             image_size=size,
             indices=indices,
+            decode_on=decode_on,
         )
     )
-    val_loader = data.eval_loader("val", 256, loader_workers, image_size=size)
+    val_loader = data.eval_loader("val", 256, loader_workers, image_size=size, decode_on=decode_on)
     mean, std = data.manifest.mean, data.manifest.std
     epochs = epoch_budget(num_labeled, cfg)
     optimizer, scheduler, grad_clip = finetune_optimizer(model, cfg, steps, epochs)
@@ -207,6 +209,7 @@ def evaluate_on_test(
     device: torch.device,
     *,
     loader_workers: int = 0,
+    decode_on: torch.device | None = None,
 ) -> float:
     """Test accuracy of the model validation chose: the test split is read once, never to select."""
     model = build_encoder(cfg.encoder, model_config, data.manifest.num_classes)
@@ -215,7 +218,7 @@ def evaluate_on_test(
     size = model_image_size(
         data.manifest.image_size, model_config.image_size, model_config.patch_size
     )
-    batches = data.eval_loader("test", 256, loader_workers, image_size=size)
+    batches = data.eval_loader("test", 256, loader_workers, image_size=size, decode_on=decode_on)
     mean, std = data.manifest.mean, data.manifest.std
     test = normalized_batches(batches, mean, std, device)
     return evaluate_classifier(model, test, device).accuracy

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from pipelines.data.device_decode import decode_device
 from pipelines.data.loader import ShardData
 from pipelines.specs import SweepSpec
 from pipelines.sweep.finetune import FinetuneConfig, finetune
@@ -80,6 +81,7 @@ def finetune_trial(
         encoder,
         device,
         loader_workers=spec.loader_workers,
+        decode_on=decode_device(spec.jpeg_decode, device),
     ):
         metrics = {
             "epoch": result.epoch,

@@ -1,0 +1,139 @@
+"""JPEG decoded on the training device (nvJPEG on a GPU), cropped and resized there.
+
+At 224 px a GPU step of the `paper` preset outruns the CPU cores that decode and crop
+JPEGs for it. In this mode the loader processes do only the cheap part: read the header
+for the image size, draw the crop box and the flip from the reader's generator (the same
+draws as the CPU path), and ship the JPEG's bytes as they are. The training process then
+decodes a whole batch with one `torchvision.io.decode_jpeg(list, device=...)` call and
+crops, resizes (bilinear, antialiased) and flips on the device.
+
+Images that are not JPEG (PNG, WebP, CMYK JPEGs nvJPEG refuses) fall back to the CPU: a
+non-JPEG is decoded by the loader process as before (and only cropped on the device); a JPEG
+the device decoder refuses is decoded on the CPU in the training process. Small images
+(<= 64 px, CIFAR and digits) keep the CPU path, where decoding costs nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipelines.data.augment import ImageTransform, decode_rgb, random_resized_crop_box
+from pipelines.specs.common import JpegDecode
+
+
+def decode_device(choice: JpegDecode, device: torch.device) -> torch.device | None:
+    """Where JPEGs are decoded: on `device` for `device`, and for `auto` when it is a GPU;
+    None means in the loader processes."""
+    if choice == "device" or (choice == "auto" and device.type == "cuda"):
+        return device
+    return None
+
+
+@dataclass(frozen=True)
+class PlannedSample:
+    """What a loader process ships: the JPEG's bytes (or, for another format, its decoded
+    uint8 (3, H, W) pixels), the crop box in its pixels and whether to flip."""
+
+    data: torch.Tensor
+    decoded: bool
+    box: tuple[int, int, int, int]
+    flip: bool
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    samples: list[PlannedSample]
+    labels: torch.Tensor
+
+
+def eval_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """The region that resize-shorter-to size*256/224 then centre-crop size keeps, in the
+    original pixels."""
+    side = min(width, height) * 224 / 256
+    left, top = (width - side) / 2, (height - side) / 2
+    return round(left), round(top), round(left + side), round(top + side)
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    """The loader-process half of `ImageTransform` for large images: no JPEG decode."""
+
+    transform: ImageTransform
+
+    def __call__(self, data: bytes, rng: np.random.Generator) -> PlannedSample:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            fmt, (width, height) = img.format, img.size
+            mode = img.mode
+        if fmt == "JPEG" and mode in ("RGB", "L"):
+            payload, decoded = torch.frombuffer(bytearray(data), dtype=torch.uint8), False
+        else:
+            rgb = np.asarray(decode_rgb(data), dtype=np.uint8)
+            payload, decoded = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))), True
+        t = self.transform
+        if t.train:
+            box = random_resized_crop_box(width, height, rng)
+            flip = bool(t.flip and rng.random() < 0.5)
+        else:
+            box, flip = eval_box(width, height, t.size), False
+        return PlannedSample(payload, decoded, box, flip)
+
+
+def collate_planned(batch: Sequence[tuple[PlannedSample, int]]) -> PlannedBatch:
+    """Samples of different byte lengths and sizes cannot be stacked: keep them a list."""
+    return PlannedBatch([s for s, _ in batch], torch.tensor([label for _, label in batch]))
+
+
+def _decode_jpegs(payloads: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with warnings.catch_warnings():  # torchvision 0.29 marks its decoders deprecated
+        warnings.simplefilter("ignore")
+        try:
+            return list(decode_jpeg(payloads, mode=ImageReadMode.RGB, device=device))
+        except RuntimeError:  # one image the device decoder refuses: decode on the CPU
+            return [
+                decode_jpeg(p, mode=ImageReadMode.RGB, device="cpu").to(device) for p in payloads
+            ]
+
+
+def _crop_resize(image: torch.Tensor, sample: PlannedSample, size: int) -> torch.Tensor:
+    left, top, right, bottom = sample.box
+    crop = image[:, top:bottom, left:right].unsqueeze(0).float()
+    out = torch.nn.functional.interpolate(
+        crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )[0]
+    if sample.flip:
+        out = out.flip(-1)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def device_images(batch: PlannedBatch, size: int, device: torch.device) -> torch.Tensor:
+    """A planned batch as uint8 (N, 3, size, size) on `device`."""
+    samples = batch.samples
+    jpeg = [i for i, s in enumerate(samples) if not s.decoded]
+    images: dict[int, torch.Tensor] = {}
+    if jpeg:
+        decoded = _decode_jpegs([samples[i].data for i in jpeg], device)
+        images.update(zip(jpeg, decoded, strict=True))
+    for i, s in enumerate(samples):
+        if s.decoded:
+            images[i] = s.data.to(device, non_blocking=True)
+    return torch.stack([_crop_resize(images[i], s, size) for i, s in enumerate(samples)])
+
+
+class DeviceDecodedBatches:
+    """Iterates a loader of planned batches as (uint8 images on `device`, labels)."""
+
+    def __init__(self, loader: Iterable[PlannedBatch], size: int, device: torch.device) -> None:
+        self.loader, self.size, self.device = loader, size, device
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self.loader:
+            yield device_images(batch, self.size, self.device), batch.labels
