@@ -172,9 +172,24 @@ def test_sweep_verify_names_a_changed_shard(tmp_path, ray_session) -> None:
         run_sweep(spec, Settings(workdir=tmp_path))
 
 
+def _descends_from_this_process(pid: int) -> bool:
+    """Whether `pid` is in this test session's process tree (its Ray's workers are), so the
+    hunt never touches another Ray on the machine."""
+    me = os.getpid()
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the parent, after "(comm) state"
+        if pid == me:
+            return True
+    return False
+
+
 def _kill_one_running_trial(after_s: float, killed: list[int]) -> threading.Thread:
-    """SIGKILL the first Tune trial process seen alive for `after_s` seconds (a crashed
-    node or the OOM killer, as far as Tune can tell)."""
+    """SIGKILL the first Tune trial process of this session's Ray seen alive for `after_s`
+    seconds (a crashed node or the OOM killer, as far as Tune can tell)."""
 
     def hunt() -> None:
         first_seen: dict[int, float] = {}
@@ -187,6 +202,8 @@ def _kill_one_running_trial(after_s: float, killed: list[int]) -> threading.Thre
                 except OSError:
                     continue
                 pid = int(cmdline.parent.name)
+                if not _descends_from_this_process(pid):
+                    continue
                 if time.time() - first_seen.setdefault(pid, time.time()) >= after_s:
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
