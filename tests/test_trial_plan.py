@@ -93,3 +93,17 @@ def test_one_weights_reference_is_a_list_of_one_and_selfie_needs_one() -> None:
     assert SweepSpec(data="d", inits=["scratch"]).pretrained == []
     with pytest.raises(ValueError, match="needs pretrained weights"):
         SweepSpec(data="d", pretrained=[])
+
+
+def test_random_draws_are_seeded_and_the_same_for_every_cell() -> None:
+    spec = _spec("every-seed", search=SearchSpec(mode="random", num_samples=3, lr=[3e-4, 1e-2],
+                                                  weight_decay=[0.0, 0.1], seed=7))  # fmt: skip
+    space, samples = search_space(spec, search_cells(spec, 2))
+    assert samples == 1 and "lr" not in space
+    draws = space["setting"]["grid_search"]
+    assert len(draws) == 3 and len({d["lr"] for d in draws}) == 3
+    assert all(3e-4 <= d["lr"] <= 1e-2 and 0 <= d["weight_decay"] <= 0.1 for d in draws)
+    assert search_space(spec, search_cells(spec, 2))[0]["setting"] == space["setting"]
+    assert trial_count(spec, 2) == len(all_cells(spec, 2)) * 3
+    flat = trial_params({CELL_KEY: {"init": "scratch"}, "setting": draws[0]})
+    assert flat == {"init": "scratch", **draws[0]}

@@ -43,7 +43,9 @@ class SearchSpec(Spec):
     weight_decay: list[float] = Field(
         default=[0.0, 0.05], min_length=1, max_length=32, description="Weight decays searched."
     )
-    num_samples: int = Field(default=4, ge=1, le=1000, description="Random mode: draws per cell.")
+    num_samples: int = Field(
+        default=4, ge=1, le=1000, description="Random mode: draws, the same for every cell."
+    )
     seed: int = Field(default=0, ge=0, description="Random mode: seed of the draws.")
     asha: bool = Field(default=False, description="Stop weak trials early (ASHA, on val).")
     scope: Literal["every-seed", "first-seed"] = Field(

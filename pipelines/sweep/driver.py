@@ -258,7 +258,6 @@ class _Phases:
     def fit(self, phase: str, space: dict, num_samples: int):
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler
-        from ray.tune.search import BasicVariantGenerator
 
         name = self.run.name if phase == SEARCH_PHASE else f"{self.run.name}-{phase}"
         path = f"{self.storage}/{name}"
@@ -281,10 +280,7 @@ class _Phases:
                 mode="max",
                 num_samples=num_samples,
                 scheduler=scheduler,
-                # Seeded, so random draws are the same each time the spec runs.
-                search_alg=BasicVariantGenerator(
-                    random_state=spec.search.seed, max_concurrent=spec.max_concurrent or 0
-                ),
+                max_concurrent_trials=spec.max_concurrent,
             ),
             run_config=tune.RunConfig(
                 name=name,
