@@ -190,6 +190,7 @@ def _tune(
     subsets: dict,
     model_config: SelfieConfig,
 ) -> SweepResult:
+    import ray
     from ray import tune
 
     from pipelines.ray_runtime import ensure_ray
@@ -204,7 +205,7 @@ def _tune(
             sweep=spec.model_dump(),
             subsets=subsets,
             model_config=model_config.to_dict(),
-            encoders=[w.encoder for w in resolved],
+            encoders=[ray.put(w.encoder) for w in resolved],
         ),
         trial_resources(spec),
     )

@@ -40,11 +40,16 @@ def finetune_config(spec: SweepSpec, config: dict) -> FinetuneConfig:
     )
 
 
-def trial_encoder(params: dict, encoders: list[EncoderFile]) -> EncoderFile | None:
-    """The pretrained weights of a selfie trial (its pretraining seed's); None for scratch."""
+def trial_encoder(params: dict, encoders: list) -> EncoderFile | None:
+    """The pretrained weights of a selfie trial (its pretraining seed's); None for scratch.
+
+    `encoders` holds one object-store reference per pretraining, so a trial fetches only the
+    encoder it finetunes, not all K of them."""
+    import ray
+
     if params["init"] != "selfie":
         return None
-    return encoders[int(params.get("pretrain_seed") or 0)]
+    return ray.get(encoders[int(params.get("pretrain_seed") or 0)])
 
 
 def finetune_trial(
@@ -53,7 +58,7 @@ def finetune_trial(
     sweep: dict,
     subsets: dict[str, list[int] | None],
     model_config: dict,
-    encoders: list[EncoderFile],
+    encoders: list,  # ray.ObjectRef[EncoderFile], one per pretraining
 ) -> None:
     from ray import tune
 
