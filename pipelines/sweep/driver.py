@@ -210,14 +210,14 @@ def _tune(
         trial_resources(spec),
     )
     phases = _Phases(spec, settings, run, trainable, len(resolved))
-    search = phases.fit(SEARCH_PHASE, *search_space(spec, search_cells(spec, len(resolved))))
+    search = phases.fit(SEARCH_PHASE, search_space(spec, search_cells(spec, len(resolved))))
     results = list(search)
     replicates = replicate_cells(spec, len(resolved))
     if replicates:
         searched = [(r.config, r.metrics["best_val_accuracy"]) for r in results if _done(r)]
         space = replicate_space(replicates, chosen_settings(searched))
         if space is not None:
-            results += list(phases.fit(REPLICATE_PHASE, space, 1))
+            results += list(phases.fit(REPLICATE_PHASE, space))
     cells = select_and_test(results, spec, model_config.to_dict(), len(resolved))
     markdown = publish_report(run.client, run.run_id, cells, spec.seeds, run.out_dir)
     failed = sum(1 for r in results if r.error is not None)
@@ -256,7 +256,7 @@ class _Phases:
             settings.tracking_uri, run.experiment_id, run.run_id, trial_count(spec, encoders)
         )
 
-    def fit(self, phase: str, space: dict, num_samples: int):
+    def fit(self, phase: str, space: dict):
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler
 
@@ -279,7 +279,6 @@ class _Phases:
             tune_config=tune.TuneConfig(
                 metric="val_accuracy",
                 mode="max",
-                num_samples=num_samples,
                 scheduler=scheduler,
                 max_concurrent_trials=spec.max_concurrent,
             ),

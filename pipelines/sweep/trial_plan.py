@@ -101,8 +101,8 @@ def replicate_cells(spec: SweepSpec, encoders: int) -> list[Cell]:
     return [c for c in all_cells(spec, encoders) if c not in searched]
 
 
-def search_space(spec: SweepSpec, cells: list[Cell]) -> tuple[dict, int]:
-    """Tune's param space for the search phase, and its num_samples."""
+def search_space(spec: SweepSpec, cells: list[Cell]) -> dict:
+    """Tune's param space for the search phase: a grid, random draws included."""
     from ray import tune
 
     space: dict[str, Any] = {CELL_KEY: tune.grid_search([c.config() for c in cells])}
@@ -111,7 +111,7 @@ def search_space(spec: SweepSpec, cells: list[Cell]) -> tuple[dict, int]:
         space["weight_decay"] = tune.grid_search(list(spec.search.weight_decay))
     else:
         space[SETTING_KEY] = tune.grid_search(random_settings(spec))
-    return space, 1
+    return space
 
 
 def random_settings(spec: SweepSpec) -> list[dict[str, float]]:
