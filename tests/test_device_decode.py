@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from pipelines.data import device_decode
 from pipelines.data.device_decode import DeviceDecodedBatches, decode_device, eval_box
 from pipelines.data.ingest import ingest
 from pipelines.data.loader import ShardData
@@ -95,4 +96,51 @@ def test_where_jpegs_are_decoded() -> None:
     gpu = torch.device("cuda")
     assert decode_device("auto", gpu) == gpu and decode_device("auto", CPU) is None
     assert decode_device("cpu", gpu) is None and decode_device("device", CPU) == CPU
-    assert eval_box(256, 128, 224) == (72, 8, 184, 120)
+
+
+def test_the_eval_box_is_the_centre_crop_of_the_shorter_side() -> None:
+    assert eval_box(256, 128) == (72, 8, 184, 120)
+
+
+def _jpeg(shade: int) -> torch.Tensor:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(_smooth(120, 100, shade)).save(buffer, format="JPEG", quality=95)
+    return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+
+
+def test_only_the_images_the_device_refuses_go_to_the_cpu(monkeypatch, caplog) -> None:
+    """The device decoder refuses the batch because of one image: that image alone is
+    decoded on the CPU (with a warning), the others still on the device."""
+    import torchvision.io
+
+    payloads = [_jpeg(10), _jpeg(200), _jpeg(90)]
+    real, calls = torchvision.io.decode_jpeg, []
+
+    def refusing(data, *, mode, device):
+        # The device path passes a torch.device (here the CPU); the fallback passes "cpu".
+        where = "device" if isinstance(device, torch.device) else "cpu"
+        calls.append((len(data) if isinstance(data, list) else 1, where))
+        if where == "device" and (isinstance(data, list) or data is payloads[1]):
+            raise RuntimeError("nvjpeg: unsupported image")
+        return real(data, mode=mode, device="cpu")
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", refusing)
+    monkeypatch.setattr(device_decode, "_warned", False)
+    images = device_decode._decode_jpegs(payloads, CPU)
+    assert calls == [(3, "device"), (1, "device"), (1, "device"), (1, "cpu"), (1, "device")]
+    expected = [real(p, mode=torchvision.io.ImageReadMode.RGB) for p in payloads]
+    assert all(torch.equal(a, b) for a, b in zip(images, expected, strict=True))
+    assert "refused an image" in caplog.text
+
+
+def test_running_out_of_device_memory_is_raised_not_hidden(monkeypatch) -> None:
+    import torchvision.io
+
+    def out_of_memory(data, *, mode, device):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        device_decode._decode_jpegs([_jpeg(10)], CPU)

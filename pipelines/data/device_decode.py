@@ -2,20 +2,24 @@
 
 At 224 px a GPU step of the `paper` preset outruns the CPU cores that decode and crop
 JPEGs for it. In this mode the loader processes do only the cheap part: read the header
-for the image size, draw the crop box and the flip from the reader's generator (the same
-draws as the CPU path), and ship the JPEG's bytes as they are. The training process then
-decodes a whole batch with one `torchvision.io.decode_jpeg(list, device=...)` call and
-crops, resizes (bilinear, antialiased) and flips on the device.
+for the image size, draw the crop box and the flip from the reader's generator (the CPU
+path's distribution; the very same draws unless the CPU path decodes that JPEG at reduced
+scale, where its box is drawn in the smaller image's pixels), and ship the JPEG's bytes as
+they are. The training process then decodes a whole batch with one
+`torchvision.io.decode_jpeg(list, device=...)` call and crops, resizes (bilinear,
+antialiased) and flips on the device.
 
 Images that are not JPEG (PNG, WebP, CMYK JPEGs nvJPEG refuses) fall back to the CPU: a
 non-JPEG is decoded by the loader process as before (and only cropped on the device); a JPEG
-the device decoder refuses is decoded on the CPU in the training process. Small images
+the device decoder refuses is decoded on the CPU in the training process, with one warning
+per process. Running out of device memory is not a refusal: it is raised. Small images
 (<= 64 px, CIFAR and digits) keep the CPU path, where decoding costs nothing.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +30,8 @@ from PIL import Image
 
 from pipelines.data.augment import ImageTransform, decode_rgb, random_resized_crop_box
 from pipelines.specs.common import JpegDecode
+
+log = logging.getLogger(__name__)
 
 
 def decode_device(choice: JpegDecode, device: torch.device) -> torch.device | None:
@@ -53,7 +59,7 @@ class PlannedBatch:
     labels: torch.Tensor
 
 
-def eval_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+def eval_box(width: int, height: int) -> tuple[int, int, int, int]:
     """The region that resize-shorter-to size*256/224 then centre-crop size keeps, in the
     original pixels."""
     side = min(width, height) * 224 / 256
@@ -81,7 +87,7 @@ class CropPlan:
             box = random_resized_crop_box(width, height, rng)
             flip = bool(t.flip and rng.random() < 0.5)
         else:
-            box, flip = eval_box(width, height, t.size), False
+            box, flip = eval_box(width, height), False
         return PlannedSample(payload, decoded, box, flip)
 
 
@@ -91,16 +97,45 @@ def collate_planned(batch: Sequence[tuple[PlannedSample, int]]) -> PlannedBatch:
 
 
 def _decode_jpegs(payloads: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """One batched device decode; if the decoder refuses the batch, image by image, and the
+    images it refuses alone are decoded on the CPU."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    with warnings.catch_warnings():  # torchvision 0.29 marks its decoders deprecated
-        warnings.simplefilter("ignore")
+    def decode(data: torch.Tensor | list[torch.Tensor], on: torch.device | str):
+        with warnings.catch_warnings():  # torchvision 0.29 marks its decoders deprecated
+            warnings.simplefilter("ignore")
+            return decode_jpeg(data, mode=ImageReadMode.RGB, device=on)
+
+    try:
+        return list(decode(payloads, device))
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError:
+        pass
+    images = []
+    for payload in payloads:
         try:
-            return list(decode_jpeg(payloads, mode=ImageReadMode.RGB, device=device))
-        except RuntimeError:  # one image the device decoder refuses: decode on the CPU
-            return [
-                decode_jpeg(p, mode=ImageReadMode.RGB, device="cpu").to(device) for p in payloads
-            ]
+            images.append(decode(payload, device))
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as error:
+            _warn_cpu_fallback(error)
+            images.append(decode(payload, "cpu").to(device))
+    return images
+
+
+_warned = False
+
+
+def _warn_cpu_fallback(error: RuntimeError) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning(
+            "the device JPEG decoder refused an image (%s); decoding such images on "
+            "the CPU in the training process",
+            str(error).splitlines()[0][:200],
+        )
 
 
 def _crop_resize(image: torch.Tensor, sample: PlannedSample, size: int) -> torch.Tensor:

@@ -190,7 +190,7 @@ class ShardData:
             pin_memory=torch.cuda.is_available() and not planned,
             **kw,
         )
-        if isinstance(stream.transform, CropPlan) and decode_on is not None:
+        if planned:
             return DeviceDecodedBatches(loader, stream.transform.transform.size, decode_on)
         return loader
 

@@ -130,7 +130,13 @@ class TrackedRunSpec(Spec):
         return self
 
 
-JpegDecode = Literal["auto", "cpu", "device"]
+JpegDecode = Annotated[
+    Literal["auto", "cpu", "device"],
+    Field(
+        description="Where JPEGs of large images are decoded: auto (nvJPEG on a GPU, else "
+        "the loader processes), cpu, or device."
+    ),
+]
 """Where training decodes JPEGs of large images: `auto` on the GPU when training runs on one
 (nvJPEG), else in the loader processes; `cpu` always in the loader processes; `device` on
 the training device whatever it is."""

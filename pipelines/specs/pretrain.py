@@ -88,11 +88,7 @@ class PretrainOptions(Spec):
     loader_workers: int = Field(
         default=1, ge=0, le=64, description="DataLoader processes per worker."
     )
-    jpeg_decode: JpegDecode = Field(
-        default="auto",
-        description="Where JPEGs of large images are decoded: auto (nvJPEG on a GPU, else "
-        "the loader processes), cpu, or device.",
-    )
+    jpeg_decode: JpegDecode = "auto"
     verify: bool = Field(default=False, description="Check shard checksums before training.")
     optim: OptimSpec = OptimSpec()
     seed: int = Field(default=0, ge=0, description="Seed of the model, masks and data order.")

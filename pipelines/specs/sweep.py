@@ -126,11 +126,7 @@ class SweepOptions(Spec):
     loader_workers: int = Field(
         default=1, ge=0, le=64, description="DataLoader processes per trial (0: in the trial)."
     )
-    jpeg_decode: JpegDecode = Field(
-        default="auto",
-        description="Where JPEGs of large images are decoded: auto (nvJPEG on a GPU, else "
-        "the loader processes), cpu, or device.",
-    )
+    jpeg_decode: JpegDecode = "auto"
     gpus_per_trial: float | None = Field(
         default=None, ge=0, le=16,
         description="GPUs per trial, per worker when distributed (default: 1 if the cluster "
