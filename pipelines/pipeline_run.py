@@ -17,6 +17,7 @@ from pipelines.specs.names import (
     REPORT_ARTIFACT_DIR,
     RESULT_FILE,
     SWEEP_RUN_TAG,
+    run_ids_tag,
 )
 from pipelines.tracked_run import TrackedRun, tracked_run
 from pipelines.tracking import find_named_run
@@ -79,7 +80,7 @@ def run_pipeline(spec: PipelineSpec, settings: Settings, progress=None) -> Pipel
             ingest(spec.ingest_spec(), progress)
         pretrainings = [_pretrain(spec, settings, run, k) for k in range(spec.pretrain_seeds)]
         run.client.set_tag(
-            run.run_id, PRETRAIN_RUN_TAG, ",".join(p.mlflow_run_id for p in pretrainings)
+            run.run_id, PRETRAIN_RUN_TAG, run_ids_tag([p.mlflow_run_id for p in pretrainings])
         )
         sweep_name = f"{run.name}-sweep"
         sweep = run_sweep(

@@ -6,7 +6,7 @@ from mlflow.entities import Experiment, Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipelines.specs.names import KIND_TAG, PARENT_RUN_TAG, PRETRAIN_RUN_TAG
+from pipelines.specs.names import KIND_TAG, PARENT_RUN_TAG, PRETRAIN_RUN_TAG, run_ids_of
 from services.history_models import (
     ArtifactFile,
     ArtifactList,
@@ -124,7 +124,7 @@ def get_run(client: MlflowClient, run_id: str) -> RunDetail:
         lineage=RunLineage(
             parent_run_id=run.data.tags.get(PARENT_RUN_TAG),
             children=[c.info.run_id for c in children],
-            pretrain_run_ids=[i for i in run.data.tags.get(PRETRAIN_RUN_TAG, "").split(",") if i],
+            pretrain_run_ids=run_ids_of(run.data.tags.get(PRETRAIN_RUN_TAG)),
         ),
         inputs=[
             DatasetInput(name=d.dataset.name, digest=d.dataset.digest, source=d.dataset.source)

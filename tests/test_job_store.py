@@ -95,3 +95,28 @@ def test_times_come_back_aware_utc(database_url: str) -> None:
         back.finished_at = datetime.now()  # naive: refused, nothing is written
         with pytest.raises(StatementError, match="timezone-aware"):
             session.flush()
+
+
+def test_a_stored_result_names_its_runs_whatever_release_stored_it(database_url: str) -> None:
+    """Jobs stored before sweeps took several pretrainings have `pretrain_run_id`; newer ones
+    `pretrain_run_ids`: the public job lists the runs of both."""
+    from services.job_models import JobPublic
+
+    old, new = "a" * 32, ["b" * 32, "c" * 32]
+    factory = _store(database_url)
+    with session_scope(factory) as session:
+        ids = []
+        for result in (
+            {"mlflow_run_id": "1" * 32, "pretrain_run_id": old, "sweep_run_id": "2" * 32},
+            {"mlflow_run_id": "3" * 32, "pretrain_run_ids": new, "sweep_run_id": "4" * 32},
+        ):
+            record = create_job(
+                session=session, kind="pipeline", name=None, spec={}, idempotency_key=None
+            )
+            record.result = result
+            ids.append(record.id)
+    with session_scope(factory) as session:
+        rows, _ = list_jobs(session=session)
+        public = {r.id: JobPublic.from_record(r).mlflow_run_ids for r in rows}
+    assert public[ids[0]] == ["1" * 32, old, "2" * 32]
+    assert public[ids[1]] == ["3" * 32, *new, "4" * 32]

@@ -201,13 +201,15 @@ def test_an_init_never_asked_for_is_not_run_rather_than_missing() -> None:
 
 def test_select_and_test_fills_the_cell_details(monkeypatch) -> None:
     """select_and_test keeps the best-validation trial per cell (one per pretraining seed for
-    selfie) and copies its lr, best epoch and budget into the cell."""
+    selfie) among trials that finished with a checkpoint, copies its lr, best epoch and
+    budget into the cell, and lists the planned cells without a result as failed."""
     from types import SimpleNamespace
 
     import ray
 
     from pipelines.specs import SweepSpec
     from pipelines.sweep import driver
+    from pipelines.sweep.trial_plan import CELL_KEY, SETTING_KEY
 
     class FakeRemote:
         def options(self, **_):
@@ -219,33 +221,40 @@ def test_select_and_test_fills_the_cell_details(monkeypatch) -> None:
     monkeypatch.setattr(ray, "remote", lambda fn: FakeRemote())
     monkeypatch.setattr(ray, "get", lambda ref: ref)
 
-    def trial(init, lr, val, pseed=None, epoch=10, best=10):
-        config = dict(encoder="hybrid", init=init, fraction=1.0, seed=0, lr=lr, weight_decay=0.0)
-        if pseed is not None:
-            config["pretrain_seed"] = pseed
+    def trial(init, lr, val, pseed=None, epoch=10, best=10, checkpoint=True):
+        # Tune's config as the driver builds it: the cell, then the setting beside it.
+        cell = dict(encoder="hybrid", init=init, pretrain_seed=pseed, fraction=1.0, seed=0)
+        config = {CELL_KEY: cell, SETTING_KEY: {"lr": lr, "weight_decay": 0.0}}
         metrics = dict(best_val_accuracy=val, epoch=epoch, best_epoch=best, epochs_budget=10,
                        steps_per_epoch=63, trial_id=f"t{lr}{pseed}")  # fmt: skip
-        return SimpleNamespace(config=config, metrics=metrics, error=None, checkpoint=object())
+        return SimpleNamespace(
+            config=config, metrics=metrics, error=None, checkpoint=object() if checkpoint else None
+        )
 
     results = [
         trial("scratch", 0.01, 0.9),
         trial("scratch", 0.03, 0.8),
+        trial("scratch", 0.05, 0.99, checkpoint=False),  # best, but nothing to test
         trial("selfie", 0.01, 0.95, pseed=0, best=4),
         trial("selfie", 0.02, 0.97, pseed=1, best=6),
     ]
     spec = SweepSpec(
         data="x", architectures=["hybrid"], inits=["scratch", "selfie"], fractions=[1.0],
-        seeds=1, pretrained=["a/encoder.pt", "b/encoder.pt"],
+        seeds=2, pretrained=["a/encoder.pt", "b/encoder.pt"],
     )  # fmt: skip
-    cells = driver.select_and_test(results, spec, {}, encoders=2)
-    assert [(c.init, c.pretrain_seed, c.lr) for c in cells] == [
-        ("scratch", None, 0.01),
-        ("selfie", 0, 0.01),
-        ("selfie", 1, 0.02),
+    cells = driver.select_and_test(results, spec, {})
+    assert [(c.init, c.pretrain_seed, c.seed, c.status, c.lr) for c in cells] == [
+        ("scratch", None, 0, "ok", 0.01),
+        ("scratch", None, 1, "failed", None),
+        ("selfie", 0, 0, "ok", 0.01),
+        ("selfie", 0, 1, "failed", None),
+        ("selfie", 1, 0, "ok", 0.02),
+        ("selfie", 1, 1, "failed", None),
     ]
+    cells = [c for c in cells if c.status == "ok"]
     scratch = cells[0]
     assert scratch.test_accuracy == pytest.approx(0.51) and scratch.under_trained
     assert (scratch.best_epoch, scratch.epochs_run, scratch.epochs_budget) == (10, 10, 10)
     assert not cells[1].under_trained and cells[2].best_epoch == 6
-    row = summarize(cells, 1)[0]
+    row = summarize(cells, 2)[0]
     assert row.paired.per_seed == pytest.approx({0: (0.51 + 0.52) / 2 - 0.51})

@@ -4,14 +4,24 @@ job entrypoint's environment. The service reads them too, so this module imports
 # MLflow tags our drivers set (`selfie.*`), read back by the report and the service.
 RUN_NAME_TAG = "selfie.run_name"
 KIND_TAG = "selfie.kind"
-PRETRAIN_RUN_TAG = "selfie.pretrain_run_id"  # comma-separated when several pretrainings
+PRETRAIN_RUN_TAG = "selfie.pretrain_run_id"  # run ids, comma-separated: see run_ids_tag
 SWEEP_RUN_TAG = "selfie.sweep_run_id"
-WEIGHTS_TAG = "selfie.pretrained"
+WEIGHTS_TAG = "selfie.pretrained"  # the weights a sweep finetunes, a JSON list of locations
 FAILED_TRIALS_TAG = "selfie.failed_trials"
 TRIAL_TAG = "selfie.trial_id"
 PRESET_TAG = "selfie.preset"
 MANIFEST_DIGEST_TAG = "selfie.manifest_digest"
 PARENT_RUN_TAG = "mlflow.parentRunId"
+
+
+def run_ids_tag(run_ids: list[str]) -> str:
+    """Several run ids in one tag value (run ids are hex, so a comma cannot be in one)."""
+    return ",".join(run_ids)
+
+
+def run_ids_of(tag_value: str | None) -> list[str]:
+    return [i for i in (tag_value or "").split(",") if i]
+
 
 # The report: files written to `<workdir>/results/<run>/` and logged under `report/`.
 REPORT_ARTIFACT_DIR = "report"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipelines.specs.common import DataSpec, PathText, PretrainedWeights, TrackedRunSpec
 from pipelines.specs.ingest import IngestOptions, IngestSpec, source_path
@@ -36,6 +36,16 @@ class PipelineSpec(TrackedRunSpec, DataSpec):
     experiment: str = Field(
         default="selfie-pipeline", min_length=1, max_length=200, description="MLflow experiment."
     )
+
+    @model_validator(mode="after")
+    def _seeds_need_selfie(self) -> PipelineSpec:
+        if self.pretrain_seeds > 1 and "selfie" not in self.sweep.inits:
+            raise ValueError(
+                f"pretrain_seeds is {self.pretrain_seeds} but the sweep finetunes no 'selfie' "
+                "init, so no cell would use the extra pretrainings: add selfie to sweep.inits "
+                "or set pretrain_seeds to 1"
+            )
+        return self
 
     def local_paths(self) -> list[tuple[str, str]]:
         found = source_path(self.source) if self.source else None

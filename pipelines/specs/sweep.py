@@ -54,6 +54,21 @@ class SearchSpec(Spec):
         "first pretrained weights searches, the other seeds and weights train its choice.",
     )
 
+    @model_validator(mode="after")
+    def _random_needs_a_range(self) -> SearchSpec:
+        if (
+            self.mode == "random"
+            and self.num_samples > 1
+            and len(set(self.lr)) == 1
+            and len(set(self.weight_decay)) == 1
+        ):
+            raise ValueError(
+                "random search draws between the lowest and highest lr and weight decay, and "
+                "one value of each gives identical draws: give two learning rates (or two "
+                "weight decays) as bounds, or set num_samples to 1"
+            )
+        return self
+
     @field_validator("lr")
     @classmethod
     def _positive_lr(cls, values: list[float]) -> list[float]:
@@ -178,4 +193,14 @@ class SweepSpec(TrackedRunSpec, SweepOptions, DataSpec):
     def _weights_needed(self) -> SweepSpec:
         if "selfie" in self.inits and not self.pretrained:
             raise ValueError("init 'selfie' needs pretrained weights: set pretrained to a run id")
+        seen = set()
+        for weights in self.pretrained:
+            key = weights.model_dump_json()
+            if key in seen:
+                named = weights.path if isinstance(weights, FileWeights) else weights.run_id
+                raise ValueError(
+                    f"pretrained names the same weights twice ({named}): each "
+                    "entry counts as one pretraining seed, so give each weights once"
+                )
+            seen.add(key)
         return self

@@ -7,6 +7,7 @@ validation chose; nothing is selected on it.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from pipelines.report.publish import publish_report
 from pipelines.report.results_table import CellResult
 from pipelines.settings import Settings
 from pipelines.specs import SpecError, SweepSpec
-from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_TAG
+from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_TAG, run_ids_tag
 from pipelines.sweep.placing import resolve_trial_shape, trial_resources
 from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config, finetune_trial, subset_key
 from pipelines.sweep.trial_plan import (
@@ -82,9 +83,7 @@ def _int_or_none(value) -> int | None:
     return None if value is None else int(value)
 
 
-def select_and_test(
-    results, spec: SweepSpec, model_config: dict, encoders: int = 1
-) -> list[CellResult]:
+def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellResult]:
     """Per cell, the trial with the best validation accuracy, then its test accuracy.
 
     A cell is (architecture, init, pretraining seed, fraction, seed): with several pretrained
@@ -100,9 +99,8 @@ def select_and_test(
         num_cpus=spec.cpus_per_trial, num_gpus=spec.gpus_per_trial
     )
     cells, pending = [], []
-    for cell in all_cells(spec, encoders):
-        members = groups.get(cell, [])
-        done = [r for r in members if r.error is None and r.metrics and r.checkpoint is not None]
+    for cell in all_cells(spec):
+        done = [r for r in groups.get(cell, []) if _usable(r)]
         key = (cell.encoder, cell.init, cell.fraction, cell.seed)
         if not done:
             cells.append(CellResult(*key, status="failed", pretrain_seed=cell.pretrain_seed))
@@ -167,10 +165,10 @@ def run_sweep(
 
     tags = {}
     if resolved:
-        tags[WEIGHTS_TAG] = ",".join(w.location for w in resolved)
+        tags[WEIGHTS_TAG] = json.dumps([w.location for w in resolved])
         run_ids = [w.pretrain_run_id for w in resolved if w.pretrain_run_id]
         if run_ids:
-            tags[PRETRAIN_RUN_TAG] = ",".join(run_ids)
+            tags[PRETRAIN_RUN_TAG] = run_ids_tag(run_ids)
     with tracked_run(
         spec,
         settings,
@@ -209,16 +207,16 @@ def _tune(
         ),
         trial_resources(spec),
     )
-    phases = _Phases(spec, settings, run, trainable, len(resolved))
-    search = phases.fit(SEARCH_PHASE, search_space(spec, search_cells(spec, len(resolved))))
+    phases = _Phases(spec, settings, run, trainable)
+    search = phases.fit(SEARCH_PHASE, search_space(spec, search_cells(spec)))
     results = list(search)
-    replicates = replicate_cells(spec, len(resolved))
+    replicates = replicate_cells(spec)
     if replicates:
-        searched = [(r.config, r.metrics["best_val_accuracy"]) for r in results if _done(r)]
+        searched = [(r.config, r.metrics["best_val_accuracy"]) for r in results if _usable(r)]
         space = replicate_space(replicates, chosen_settings(searched))
         if space is not None:
             results += list(phases.fit(REPLICATE_PHASE, space))
-    cells = select_and_test(results, spec, model_config.to_dict(), len(resolved))
+    cells = select_and_test(results, spec, model_config.to_dict())
     markdown = publish_report(run.client, run.run_id, cells, spec.seeds, run.out_dir)
     failed = sum(1 for r in results if r.error is not None)
     run.client.set_tag(run.run_id, FAILED_TRIALS_TAG, str(failed))
@@ -236,8 +234,15 @@ def _tune(
     return result
 
 
-def _done(result) -> bool:
-    return result.error is None and bool(result.metrics) and "best_val_accuracy" in result.metrics
+def _usable(result) -> bool:
+    """A trial that finished with a best-validation score and its checkpoint: the only kind
+    a search may choose from and a cell may be tested with."""
+    return (
+        result.error is None
+        and bool(result.metrics)
+        and "best_val_accuracy" in result.metrics
+        and result.checkpoint is not None
+    )
 
 
 class _Phases:
@@ -245,15 +250,13 @@ class _Phases:
     each created, or restored when the sweep resumes, with one MLflow writer that counts the
     trials of every phase towards the sweep's total."""
 
-    def __init__(
-        self, spec: SweepSpec, settings: Settings, run: TrackedRun, trainable, encoders: int
-    ) -> None:
+    def __init__(self, spec: SweepSpec, settings: Settings, run: TrackedRun, trainable) -> None:
         from pipelines.sweep.mlflow_callback import MlflowTrialRuns
 
         self.spec, self.run, self.trainable = spec, run, trainable
         self.storage = (spec.storage_path or settings.resolved_storage_path).rstrip("/")
         self.callback = MlflowTrialRuns(
-            settings.tracking_uri, run.experiment_id, run.run_id, trial_count(spec, encoders)
+            settings.tracking_uri, run.experiment_id, run.run_id, trial_count(spec)
         )
 
     def fit(self, phase: str, space: dict):

@@ -12,7 +12,7 @@ from pipelines.data.device_decode import decode_device
 from pipelines.data.loader import ShardData
 from pipelines.specs import SweepSpec
 from pipelines.sweep.finetune import FinetuneConfig, finetune
-from pipelines.sweep.trial_plan import trial_params
+from pipelines.sweep.trial_plan import trial_params, weights_index
 from pipelines.training.checkpoint import EncoderFile
 from selfie_core.config import SelfieConfig
 
@@ -47,9 +47,8 @@ def trial_encoder(params: dict, encoders: list) -> EncoderFile | None:
     encoder it finetunes, not all K of them."""
     import ray
 
-    if params["init"] != "selfie":
-        return None
-    return ray.get(encoders[int(params.get("pretrain_seed") or 0)])
+    index = weights_index(params)
+    return None if index is None else ray.get(encoders[index])
 
 
 def finetune_trial(

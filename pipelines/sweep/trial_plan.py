@@ -61,12 +61,19 @@ def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def weights_index(params: Mapping[str, Any]) -> int | None:
+    """Which pretrained weights a trial finetunes: None for scratch; for selfie the index in
+    the spec's `pretrained` (configs without one, from sweeps with one encoder, mean 0)."""
+    if params["init"] != "selfie":
+        return None
+    return int(params.get("pretrain_seed") or 0)
+
+
 def cell_of(params: Mapping[str, Any]) -> Cell:
-    pseed = params.get("pretrain_seed") if params["init"] == "selfie" else None
     return Cell(
         params["encoder"],
         params["init"],
-        None if pseed is None else int(pseed),
+        weights_index(params),
         float(params["fraction"]),
         int(params["seed"]),
     )
@@ -80,25 +87,29 @@ def arms(inits: Iterable[str], encoders: int) -> list[tuple[str, int | None]]:
     return out
 
 
-def all_cells(spec: SweepSpec, encoders: int) -> list[Cell]:
+def all_cells(spec: SweepSpec) -> list[Cell]:
+    """Every cell of the sweep, selfie once per weights in `spec.pretrained`."""
     return [
         Cell(arch, init, pseed, fraction, seed)
         for arch, (init, pseed), fraction, seed in itertools.product(
-            spec.architectures, arms(spec.inits, encoders), spec.fractions, range(spec.seeds)
+            spec.architectures,
+            arms(spec.inits, len(spec.pretrained)),
+            spec.fractions,
+            range(spec.seeds),
         )
     ]
 
 
-def search_cells(spec: SweepSpec, encoders: int) -> list[Cell]:
-    cells = all_cells(spec, encoders)
+def search_cells(spec: SweepSpec) -> list[Cell]:
+    cells = all_cells(spec)
     if spec.search.scope == "every-seed":
         return cells
     return [c for c in cells if c.seed == 0 and (c.pretrain_seed or 0) == 0]
 
 
-def replicate_cells(spec: SweepSpec, encoders: int) -> list[Cell]:
-    searched = set(search_cells(spec, encoders))
-    return [c for c in all_cells(spec, encoders) if c not in searched]
+def replicate_cells(spec: SweepSpec) -> list[Cell]:
+    searched = set(search_cells(spec))
+    return [c for c in all_cells(spec) if c not in searched]
 
 
 def search_space(spec: SweepSpec, cells: list[Cell]) -> dict:
@@ -152,11 +163,11 @@ def replicate_space(cells: list[Cell], chosen: Mapping[tuple, dict[str, float]])
     return {CELL_KEY: tune.grid_search(configs)} if configs else None
 
 
-def trial_count(spec: SweepSpec, encoders: int) -> int:
+def trial_count(spec: SweepSpec) -> int:
     """How many trials the sweep runs: the search per searched cell, one per replicate."""
     per_cell = (
         len(spec.search.lr) * len(spec.search.weight_decay)
         if spec.search.mode == "grid"
         else spec.search.num_samples
     )
-    return len(search_cells(spec, encoders)) * per_cell + len(replicate_cells(spec, encoders))
+    return len(search_cells(spec)) * per_cell + len(replicate_cells(spec))
