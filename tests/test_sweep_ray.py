@@ -21,6 +21,7 @@ from pipelines.pipeline_run import run_pipeline
 from pipelines.report.from_run import report_for_run
 from pipelines.settings import Settings
 from pipelines.specs import IngestSpec, PipelineSpec, SearchSpec, SpecError, SweepSpec
+from pipelines.specs.names import PROGRESS_ENV, PROGRESS_MARKER
 from pipelines.sweep.driver import run_sweep
 from pipelines.training.checkpoint import ENCODER_FILE
 from selfie_core import SelfieConfig, SelfieModel
@@ -96,8 +97,12 @@ def test_bad_encoder_and_report_inputs(data_dir, tmp_path, ray_session) -> None:
         report_for_run("0123456789abcdef", settings)
 
 
-def test_pipeline_nests_runs_and_links_lineage(data_dir, tmp_path, ray_session) -> None:
-    """Two pretraining seeds, the search on seed 0 then the chosen setting on the rest."""
+def test_pipeline_nests_runs_and_links_lineage(
+    data_dir, tmp_path, ray_session, monkeypatch, capsys
+) -> None:
+    """Two pretraining seeds, the search on seed 0 then the chosen setting on the rest; the
+    live progress counts the trials of both phases."""
+    monkeypatch.setenv(PROGRESS_ENV, "1")
     settings = Settings(workdir=tmp_path)
     spec = PipelineSpec(
         data=str(tmp_path / "digits"),
@@ -111,6 +116,13 @@ def test_pipeline_nests_runs_and_links_lineage(data_dir, tmp_path, ray_session) 
         },
     )  # fmt: skip
     result = run_pipeline(spec, settings)
+    progress = [
+        json.loads(line.split(PROGRESS_MARKER, 1)[1])
+        for line in capsys.readouterr().out.splitlines()
+        if PROGRESS_MARKER in line
+    ]
+    sweep_lines = [p for p in progress if p["stage"] == "sweep"]
+    assert [(p["done"], p["total"]) for p in sweep_lines] == [(n, 8) for n in range(1, 9)]
     client = MlflowClient(settings.tracking_uri)
     pipeline_run = client.get_run(result.mlflow_run_id)
     assert pipeline_run.info.status == "FINISHED"

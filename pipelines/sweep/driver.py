@@ -22,6 +22,7 @@ from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_T
 from pipelines.sweep.placing import resolve_trial_shape, trial_resources
 from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config, finetune_trial, subset_key
 from pipelines.sweep.trial_plan import (
+    CELL_KEY,
     REPLICATE_PHASE,
     SEARCH_PHASE,
     Cell,
@@ -215,6 +216,7 @@ def _tune(
         searched = [(r.config, r.metrics["best_val_accuracy"]) for r in results if _usable(r)]
         space = replicate_space(replicates, chosen_settings(searched))
         if space is not None:
+            phases.expect(len(results) + len(space[CELL_KEY]["grid_search"]))
             results += list(phases.fit(REPLICATE_PHASE, space))
     cells = select_and_test(results, spec, model_config.to_dict())
     markdown = publish_report(run.client, run.run_id, cells, spec.seeds, run.out_dir)
@@ -259,6 +261,11 @@ class _Phases:
             settings.tracking_uri, run.experiment_id, run.run_id, trial_count(spec)
         )
 
+    def expect(self, trials: int) -> None:
+        """The sweep's total once the replicates are known (cells whose search failed have
+        none), so the progress reaches it."""
+        self.callback.total_trials = trials
+
     def fit(self, phase: str, space: dict):
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler
@@ -270,7 +277,13 @@ class _Phases:
             tuner = tune.Tuner.restore(
                 path, self.trainable, resume_unfinished=True, resume_errored=True
             )
-            return tuner.fit()
+            grid = tuner.fit()
+            # A restored experiment reports through its own (unpickled) callback: count its
+            # trials in ours, so the next phase's progress goes on from them.
+            self.callback.finished.update(
+                r.metrics["trial_id"] for r in grid if r.metrics and "trial_id" in r.metrics
+            )
+            return grid
         scheduler = None
         if spec.search.asha and phase == SEARCH_PHASE:
             scheduler = ASHAScheduler(
