@@ -11,3 +11,8 @@ class SelfieError(Exception):
 
 class DataError(SelfieError):
     """An ingested data dir that is missing, incomplete or changed since ingest."""
+
+
+class Interrupted(SelfieError):
+    """A run stopped by its user (Ctrl+C) before it finished: its state is kept, and the
+    same command with --resume continues it."""

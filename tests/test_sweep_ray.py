@@ -252,3 +252,35 @@ def test_a_crashed_trial_is_retried_or_its_cell_reported_missing(
         assert "(n=" not in result.table_markdown and "missing" not in result.table_markdown
     tags = MlflowClient(settings.tracking_uri).get_run(result.mlflow_run_id).data.tags
     assert tags["selfie.failed_trials"] == str(failed)
+
+
+def test_an_interrupted_search_stops_the_sweep_and_resume_finishes_it(
+    data_dir, tmp_path, ray_session
+) -> None:
+    """Ctrl+C during the search (Tune saves its state and returns with trials pending) must
+    not start the replicates from a partial search; --resume then finishes both phases."""
+    settings = Settings(workdir=tmp_path)
+    spec = SweepSpec(
+        data=str(data_dir), inits=["scratch"], architectures=["resnet50"], fractions=[1.0],
+        seeds=2, epochs=4, min_steps_per_epoch=3, min_steps=0, max_concurrent=1,
+        search=SearchSpec(lr=[1e-2, 1e-3], weight_decay=[0.05], scope="first-seed"),
+        run_name="interrupted", storage_path=str(tmp_path / "tune"),
+    )  # fmt: skip
+    search_dir = tmp_path / "tune" / "interrupted"
+
+    def interrupt_once_a_trial_reports() -> None:
+        # Ctrl+C once the first trial has reported (the sweep's handler is in place by then).
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if any(p.stat().st_size for p in search_dir.glob("*/result.json")):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=interrupt_once_a_trial_reports, daemon=True).start()
+    with pytest.raises(SelfieError, match=r"search was interrupted \(Ctrl\+C\)"):
+        run_sweep(spec, settings)
+    assert not (tmp_path / "tune" / "interrupted-replicates").exists()
+    result = run_sweep(spec.model_copy(update={"resume": True}), settings)
+    assert result.trials == 3 and result.failed_trials == 0
+    assert [c["status"] for c in result.cells] == ["ok", "ok"]

@@ -19,6 +19,7 @@ from pipelines.report.results_table import CellResult
 from pipelines.settings import Settings
 from pipelines.specs import SpecError, SweepSpec
 from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_TAG, run_ids_tag
+from pipelines.sweep.interrupt import stop_on_interrupt
 from pipelines.sweep.placing import resolve_trial_shape, trial_resources
 from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config, finetune_trial, subset_key
 from pipelines.sweep.trial_plan import (
@@ -277,7 +278,8 @@ class _Phases:
             tuner = tune.Tuner.restore(
                 path, self.trainable, resume_unfinished=True, resume_errored=True
             )
-            grid = tuner.fit()
+            with stop_on_interrupt(f"the sweep's {phase}"):
+                grid = tuner.fit()
             # A restored experiment reports through its own (unpickled) callback: count its
             # trials in ours, so the next phase's progress goes on from them.
             self.callback.finished.update(
@@ -311,4 +313,5 @@ class _Phases:
                 verbose=1,
             ),
         )
-        return tuner.fit()
+        with stop_on_interrupt(f"the sweep's {phase}"):
+            return tuner.fit()
