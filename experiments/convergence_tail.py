@@ -41,13 +41,16 @@ def main() -> None:
     gains: dict[tuple[str, str, float], list[float]] = defaultdict(list)
     for experiment in args.experiments:
         for trial_dir in sorted(experiment.glob("finetune_trial_*")):
-            rows = _results(trial_dir)
-            if not rows or rows[-1]["epoch"] < rows[-1]["epochs_budget"]:
+            rows = [r for r in _results(trial_dir) if "epoch" in r and "val_accuracy" in r]
+            budget = rows[-1].get("epochs_budget") if rows else None
+            if budget is None or rows[-1]["epoch"] < budget:
                 continue  # unfinished or stopped early: no end of budget to look at
+            # A retried or resumed trial appends its epochs again: keep the last of each.
+            by_epoch = {r["epoch"]: r["val_accuracy"] for r in rows}
             cell = rows[-1]["config"]["cell"]
             arm = cell["init"] if cell.get("pretrain_seed") is None else "selfie"
             key = (cell["encoder"], arm, float(cell["fraction"]))
-            gains[key].append(tail_gain([r["val_accuracy"] for r in rows]))
+            gains[key].append(tail_gain([by_epoch[e] for e in sorted(by_epoch)]))
     for (encoder, arm, fraction), values in sorted(gains.items()):
         line = {
             "architecture": encoder,

@@ -20,7 +20,7 @@ import click
 import typer
 from rich.console import Console
 
-from pipelines.errors import SelfieError
+from pipelines.errors import Interrupted, SelfieError
 from pipelines.spec_options import CONFIG_OPTION, check_known_kind, spec_data, spec_options
 from pipelines.specs import JOB_KINDS, JobKind, Spec, SpecError, build_spec
 
@@ -255,7 +255,7 @@ def run_cli(group: click.Group) -> None:
         sys.exit(1)
     except SelfieError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(130 if isinstance(exc, Interrupted) else 2)  # 130: stopped by Ctrl+C
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
 Pretraining, sweeps and pipelines each own one run: a new one under the spec's run name (or
 a generated one), or, with `resume`, the stopped run of that name. The run is FINISHED when
-the driver's block ends, FAILED when it raises, and the driver's result is written to
-`<workdir>/results/<name>/result.json`.
+the driver's block ends, FAILED when it raises (KILLED when its user stopped it), and the
+driver's result is written to `<workdir>/results/<name>/result.json`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from pipelines.errors import Interrupted
 from pipelines.settings import Settings
 from pipelines.specs import SpecError
 from pipelines.specs.common import TrackedRunSpec
@@ -95,6 +96,9 @@ def tracked_run(
     )
     try:
         yield run
+    except (Interrupted, KeyboardInterrupt):
+        client.set_terminated(run_id, status="KILLED")  # stopped by its user: --resume
+        raise
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise

@@ -15,6 +15,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from pipelines import interrupt
 from pipelines.data.ingest import ingest
 from pipelines.errors import DataError, SelfieError
 from pipelines.pipeline_run import run_pipeline
@@ -83,8 +84,14 @@ def test_sweep_runs_every_cell_and_reports(data_dir, encoder_file, tmp_path, ray
     assert markdown == result.table_markdown and (out_dir / "table.csv").is_file()
 
 
-def test_bad_encoder_and_report_inputs(data_dir, tmp_path, ray_session) -> None:
+def test_bad_encoder_and_report_inputs(data_dir, encoder_file, tmp_path, ray_session) -> None:
     settings = Settings(workdir=tmp_path)
+    # One encoder under two names (a link to it) passes the spec's text check, not the
+    # check of what the names resolve to.
+    link = tmp_path / "link.pt"
+    link.symlink_to(encoder_file)
+    with pytest.raises(SpecError, match="names the same weights twice"):
+        run_sweep(_sweep(data_dir, link, pretrained=[str(encoder_file), str(link)]), settings)
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"\x00" * 100)
     with pytest.raises(SelfieError, match=r"broken\.pt.*truncated or corrupt"):
@@ -269,18 +276,23 @@ def test_an_interrupted_search_stops_the_sweep_and_resume_finishes_it(
     search_dir = tmp_path / "tune" / "interrupted"
 
     def interrupt_once_a_trial_reports() -> None:
-        # Ctrl+C once the first trial has reported (the sweep's handler is in place by then).
+        # Ctrl+C once the first trial has reported, while the sweep's handler is in place.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if any(p.stat().st_size for p in search_dir.glob("*/result.json")):
+            reported = any(p.stat().st_size for p in search_dir.glob("*/result.json"))
+            if reported and isinstance(signal.getsignal(signal.SIGINT), interrupt._Watch):
                 os.kill(os.getpid(), signal.SIGINT)
                 return
             time.sleep(0.2)
 
     threading.Thread(target=interrupt_once_a_trial_reports, daemon=True).start()
-    with pytest.raises(SelfieError, match=r"search was interrupted \(Ctrl\+C\)"):
+    with pytest.raises(SelfieError, match=r"search was interrupted \(Ctrl\+C\): its state"):
         run_sweep(spec, settings)
     assert not (tmp_path / "tune" / "interrupted-replicates").exists()
+    # Tune did stop: not every search trial ran its budget.
+    ran = [json.loads(p.read_text().splitlines()[-1]) for p in search_dir.glob("*/result.json")
+           if p.stat().st_size]  # fmt: skip
+    assert sum(r["epoch"] == r["epochs_budget"] for r in ran) < 2
     result = run_sweep(spec.model_copy(update={"resume": True}), settings)
     assert result.trials == 3 and result.failed_trials == 0
     assert [c["status"] for c in result.cells] == ["ok", "ok"]

@@ -60,8 +60,8 @@ class PlannedBatch:
 
 
 def eval_box(width: int, height: int) -> tuple[int, int, int, int]:
-    """The region that resize-shorter-to size*256/224 then centre-crop size keeps, in the
-    original pixels."""
+    """The region that resize-shorter-to S*256/224 then centre-crop S keeps, in the original
+    pixels (the same for every S: the centred square of side 224/256 of the shorter side)."""
     side = min(width, height) * 224 / 256
     left, top = (width - side) / 2, (height - side) / 2
     return round(left), round(top), round(left + side), round(top + side)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipelines.data.geometry import model_image_size
 from pipelines.data.manifest import load_manifest
+from pipelines.interrupt import restore_sigint
 from pipelines.settings import Settings
 from pipelines.specs import PretrainSpec
 from pipelines.specs.names import (
@@ -99,7 +100,8 @@ def _train(spec: PretrainSpec, settings: Settings, run: TrackedRun, storage: str
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
-    result = trainer.fit()
+    with restore_sigint():  # Ray Train leaves its own SIGINT handler installed
+        result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"pretraining run {name!r} ended without a checkpoint")
 

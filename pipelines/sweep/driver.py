@@ -14,12 +14,12 @@ from pathlib import Path
 
 from pipelines.data.geometry import model_image_size
 from pipelines.data.loader import ShardData
+from pipelines.interrupt import stop_on_interrupt
 from pipelines.report.publish import publish_report
 from pipelines.report.results_table import CellResult
 from pipelines.settings import Settings
 from pipelines.specs import SpecError, SweepSpec
 from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_TAG, run_ids_tag
-from pipelines.sweep.interrupt import stop_on_interrupt
 from pipelines.sweep.placing import resolve_trial_shape, trial_resources
 from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config, finetune_trial, subset_key
 from pipelines.sweep.trial_plan import (
@@ -145,6 +145,7 @@ def run_sweep(
             raise SpecError(f"data dir {spec.data!r} has no {split} split: re-ingest with one")
     spec = spec.model_copy(update={"data": str(data.data_dir.resolve())})
     resolved = [resolve_weights(ref, settings) for ref in spec.pretrained]
+    _refuse_the_same_weights_twice(resolved)
     if resolved:
         # The loader resizes the data to the size the encoders were pretrained at.
         model_config = resolved[0].encoder.config
@@ -182,6 +183,25 @@ def run_sweep(
         return _tune(spec, settings, run, resolved, subsets, model_config)
 
 
+def _refuse_the_same_weights_twice(resolved: list[ResolvedWeights]) -> None:
+    """Each weights counts as one pretraining seed: the same encoder named twice (a result
+    folder and its encoder.pt, two spellings of one path, a run and its artifact file)
+    would understate the spread between pretrainings. The spec checks its text; this, what
+    the names resolved to."""
+    seen: dict[str, str] = {}
+    for weights in resolved:
+        keys = [str(Path(weights.location).resolve())] if "://" not in weights.location else []
+        keys += [f"run {weights.pretrain_run_id}"] if weights.pretrain_run_id else []
+        for key in keys:
+            if key in seen:
+                raise SpecError(
+                    f"pretrained names the same weights twice ({seen[key]!r} and "
+                    f"{weights.location!r}): each entry counts as one pretraining seed, so "
+                    "give each weights once"
+                )
+            seen[key] = weights.location
+
+
 def _tune(
     spec: SweepSpec,
     settings: Settings,
@@ -216,8 +236,8 @@ def _tune(
     if replicates:
         searched = [(r.config, r.metrics["best_val_accuracy"]) for r in results if _usable(r)]
         space = replicate_space(replicates, chosen_settings(searched))
+        phases.expect(len(results) + (len(space[CELL_KEY]["grid_search"]) if space else 0))
         if space is not None:
-            phases.expect(len(results) + len(space[CELL_KEY]["grid_search"]))
             results += list(phases.fit(REPLICATE_PHASE, space))
     cells = select_and_test(results, spec, model_config.to_dict())
     markdown = publish_report(run.client, run.run_id, cells, spec.seeds, run.out_dir)
@@ -268,30 +288,41 @@ class _Phases:
         self.callback.total_trials = trials
 
     def fit(self, phase: str, space: dict):
+        """Run the phase (restored when the sweep resumes and Tune saved it); Ctrl+C stops
+        the sweep after it with `Interrupted` rather than going on from partial results."""
         from ray import tune
-        from ray.tune.schedulers import ASHAScheduler
 
         name = self.run.name if phase == SEARCH_PHASE else f"{self.run.name}-{phase}"
         path = f"{self.storage}/{name}"
-        spec = self.spec
-        if self.run.resumed and tune.Tuner.can_restore(path):
-            tuner = tune.Tuner.restore(
-                path, self.trainable, resume_unfinished=True, resume_errored=True
-            )
-            with stop_on_interrupt(f"the sweep's {phase}"):
-                grid = tuner.fit()
+        restore = self.run.resumed and tune.Tuner.can_restore(path)
+        with stop_on_interrupt(f"the sweep's {phase}"):
+            if restore:
+                tuner = tune.Tuner.restore(
+                    path, self.trainable, resume_unfinished=True, resume_errored=True
+                )
+            else:
+                tuner = self._new_tuner(phase, name, space)
+            grid = tuner.fit()
+        if restore:
             # A restored experiment reports through its own (unpickled) callback: count its
-            # trials in ours, so the next phase's progress goes on from them.
+            # trials in ours (those that failed before reporting by their folder), so the
+            # next phase's progress goes on from them.
             self.callback.finished.update(
-                r.metrics["trial_id"] for r in grid if r.metrics and "trial_id" in r.metrics
+                (r.metrics or {}).get("trial_id") or str(r.path) for r in grid
             )
-            return grid
+        return grid
+
+    def _new_tuner(self, phase: str, name: str, space: dict):
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+
+        spec = self.spec
         scheduler = None
         if spec.search.asha and phase == SEARCH_PHASE:
             scheduler = ASHAScheduler(
                 time_attr="epoch", max_t=spec.epochs, grace_period=max(1, spec.epochs // 4)
             )
-        tuner = tune.Tuner(
+        return tune.Tuner(
             self.trainable,
             param_space=space,
             tune_config=tune.TuneConfig(
@@ -313,5 +344,3 @@ class _Phases:
                 verbose=1,
             ),
         )
-        with stop_on_interrupt(f"the sweep's {phase}"):
-            return tuner.fit()

@@ -1,0 +1,51 @@
+"""Ctrl+C around Tune and Train runs, on real signals (no Ray: the handlers are the unit)."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from pipelines.errors import Interrupted
+from pipelines.interrupt import restore_sigint, stop_on_interrupt
+
+
+def _handlers() -> tuple:
+    return signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGUSR1)
+
+
+def test_ctrl_c_while_tune_runs_is_handed_to_tune_and_stops_after_the_phase() -> None:
+    before, tune_stops = _handlers(), []
+    phase = stop_on_interrupt("the sweep's search")
+    with pytest.raises(Interrupted, match="the sweep's search was interrupted"), phase:
+        # What Tune does at the start of its run: its graceful stop on SIGUSR1.
+        signal.signal(signal.SIGUSR1, lambda signum, frame: tune_stops.append(signum))
+        signal.raise_signal(signal.SIGINT)
+        assert tune_stops == [signal.SIGUSR1]  # Tune was told; the phase goes on to save
+    assert _handlers() == before
+
+
+def test_ctrl_c_before_tune_has_started_or_twice_stops_at_once() -> None:
+    before = _handlers()
+    with pytest.raises(KeyboardInterrupt), stop_on_interrupt("the sweep's search"):
+        signal.raise_signal(signal.SIGINT)  # Tune has not installed its handler yet
+    assert _handlers() == before
+    with pytest.raises(KeyboardInterrupt), stop_on_interrupt("the sweep's search"):
+        signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+    assert _handlers() == before
+
+
+def test_a_phase_without_ctrl_c_ends_normally_and_leaves_no_stale_handler() -> None:
+    before = _handlers()
+    with stop_on_interrupt("the sweep's replicates"):
+        signal.signal(signal.SIGUSR1, lambda signum, frame: None)  # Tune's, left installed
+    assert _handlers() == before
+
+
+def test_the_handler_a_train_run_installs_is_taken_back() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    with restore_sigint():
+        signal.signal(signal.SIGINT, lambda signum, frame: None)  # as Ray Train does
+    assert signal.getsignal(signal.SIGINT) is before
