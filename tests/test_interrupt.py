@@ -16,8 +16,8 @@ def _handlers() -> tuple:
 
 def test_ctrl_c_while_tune_runs_is_handed_to_tune_and_stops_after_the_phase() -> None:
     before, tune_stops = _handlers(), []
-    phase = stop_on_interrupt("the sweep's search")
-    with pytest.raises(Interrupted, match="the sweep's search was interrupted"), phase:
+    phase = stop_on_interrupt("the sweep (search phase)")
+    with pytest.raises(Interrupted, match=r"the sweep \(search phase\) was interrupted"), phase:
         # What Tune does at the start of its run: its graceful stop on SIGUSR1.
         signal.signal(signal.SIGUSR1, lambda signum, frame: tune_stops.append(signum))
         signal.raise_signal(signal.SIGINT)
@@ -27,10 +27,10 @@ def test_ctrl_c_while_tune_runs_is_handed_to_tune_and_stops_after_the_phase() ->
 
 def test_ctrl_c_before_tune_has_started_or_twice_stops_at_once() -> None:
     before = _handlers()
-    with pytest.raises(KeyboardInterrupt), stop_on_interrupt("the sweep's search"):
+    with pytest.raises(KeyboardInterrupt), stop_on_interrupt("the sweep (search phase)"):
         signal.raise_signal(signal.SIGINT)  # Tune has not installed its handler yet
     assert _handlers() == before
-    with pytest.raises(KeyboardInterrupt), stop_on_interrupt("the sweep's search"):
+    with pytest.raises(KeyboardInterrupt), stop_on_interrupt("the sweep (search phase)"):
         signal.signal(signal.SIGUSR1, lambda signum, frame: None)
         signal.raise_signal(signal.SIGINT)
         signal.raise_signal(signal.SIGINT)
@@ -39,7 +39,7 @@ def test_ctrl_c_before_tune_has_started_or_twice_stops_at_once() -> None:
 
 def test_a_phase_without_ctrl_c_ends_normally_and_leaves_no_stale_handler() -> None:
     before = _handlers()
-    with stop_on_interrupt("the sweep's replicates"):
+    with stop_on_interrupt("the sweep (replicates phase)"):
         signal.signal(signal.SIGUSR1, lambda signum, frame: None)  # Tune's, left installed
     assert _handlers() == before
 

@@ -286,7 +286,7 @@ def test_an_interrupted_search_stops_the_sweep_and_resume_finishes_it(
             time.sleep(0.2)
 
     threading.Thread(target=interrupt_once_a_trial_reports, daemon=True).start()
-    with pytest.raises(SelfieError, match=r"search was interrupted \(Ctrl\+C\): its state"):
+    with pytest.raises(SelfieError, match=r"sweep \(search phase\) was interrupted \(Ctrl\+C\)"):
         run_sweep(spec, settings)
     assert not (tmp_path / "tune" / "interrupted-replicates").exists()
     # Tune did stop: not every search trial ran its budget.

@@ -295,7 +295,7 @@ class _Phases:
         name = self.run.name if phase == SEARCH_PHASE else f"{self.run.name}-{phase}"
         path = f"{self.storage}/{name}"
         restore = self.run.resumed and tune.Tuner.can_restore(path)
-        with stop_on_interrupt(f"the sweep's {phase}"):
+        with stop_on_interrupt(f"the sweep ({phase} phase)"):
             if restore:
                 tuner = tune.Tuner.restore(
                     path, self.trainable, resume_unfinished=True, resume_errored=True
