@@ -296,3 +296,28 @@ def test_an_interrupted_search_stops_the_sweep_and_resume_finishes_it(
     result = run_sweep(spec.model_copy(update={"resume": True}), settings)
     assert result.trials == 3 and result.failed_trials == 0
     assert [c["status"] for c in result.cells] == ["ok", "ok"]
+
+
+def test_with_asha_only_the_search_checkpoints_every_improvement(
+    data_dir, tmp_path, ray_session
+) -> None:
+    """ASHA may stop a search trial at any epoch, so it checkpoints at each improvement; the
+    replicates are never stopped early and checkpoint once, at the end of their budget."""
+    settings = Settings(workdir=tmp_path)
+    spec = SweepSpec(
+        data=str(data_dir), inits=["scratch"], architectures=["resnet50"], fractions=[1.0],
+        seeds=2, epochs=3, min_steps_per_epoch=2, min_steps=0, max_concurrent=1,
+        search=SearchSpec(lr=[1e-2], weight_decay=[0.05], scope="first-seed", asha=True),
+        run_name="asha", storage_path=str(tmp_path / "tune"),
+    )  # fmt: skip
+    result = run_sweep(spec, settings)
+    assert result.trials == 2 and result.failed_trials == 0
+
+    def checkpointed_epochs(experiment: str) -> list[int]:
+        [trial] = (tmp_path / "tune" / experiment).glob("*/result.json")
+        rows = [json.loads(line) for line in trial.read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == [1, 2, 3]
+        return [r["epoch"] for r in rows if "checkpoint_epoch" in r]
+
+    assert checkpointed_epochs("asha")[0] == 1  # the first epoch always improves
+    assert checkpointed_epochs("asha-replicates") == [3]

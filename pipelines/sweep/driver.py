@@ -7,10 +7,13 @@ validation chose; nothing is selected on it.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipelines.data.geometry import model_image_size
 from pipelines.data.loader import ShardData
@@ -34,6 +37,7 @@ from pipelines.sweep.trial_plan import (
     replicate_space,
     search_cells,
     search_space,
+    stops_early,
     trial_count,
     trial_params,
 )
@@ -219,17 +223,25 @@ def _tune(
     spec = resolve_trial_shape(spec).model_copy(  # trials see the resolved shape and storage
         update={"storage_path": spec.storage_path or settings.resolved_storage_path}
     )
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            finetune_trial,
-            sweep=spec.model_dump(),
-            subsets=subsets,
-            model_config=model_config.to_dict(),
-            encoders=[ray.put(w.encoder) for w in resolved],
-        ),
-        trial_resources(spec),
-    )
-    phases = _Phases(spec, settings, run, trainable)
+    encoders = [ray.put(w.encoder) for w in resolved]
+
+    @functools.cache
+    def trainable(may_stop_early: bool):
+        # One per distinct flag: without ASHA both phases share it (the subsets go to the
+        # object store once).
+        return tune.with_resources(
+            tune.with_parameters(
+                finetune_trial,
+                sweep=spec.model_dump(),
+                subsets=subsets,
+                model_config=model_config.to_dict(),
+                encoders=encoders,
+                may_stop_early=may_stop_early,
+            ),
+            trial_resources(spec),
+        )
+
+    phases = _Phases(spec, settings, run, lambda phase: trainable(stops_early(spec, phase)))
     search = phases.fit(SEARCH_PHASE, search_space(spec, search_cells(spec)))
     results = list(search)
     replicates = replicate_cells(spec)
@@ -273,10 +285,12 @@ class _Phases:
     each created, or restored when the sweep resumes, with one MLflow writer that counts the
     trials of every phase towards the sweep's total."""
 
-    def __init__(self, spec: SweepSpec, settings: Settings, run: TrackedRun, trainable) -> None:
+    def __init__(
+        self, spec: SweepSpec, settings: Settings, run: TrackedRun, trainable: Callable[[str], Any]
+    ) -> None:
         from pipelines.sweep.mlflow_callback import MlflowTrialRuns
 
-        self.spec, self.run, self.trainable = spec, run, trainable
+        self.spec, self.run, self.trainable = spec, run, trainable  # phase -> Tune trainable
         self.storage = (spec.storage_path or settings.resolved_storage_path).rstrip("/")
         self.callback = MlflowTrialRuns(
             settings.tracking_uri, run.experiment_id, run.run_id, trial_count(spec)
@@ -298,7 +312,7 @@ class _Phases:
         with stop_on_interrupt(f"the sweep ({phase} phase)"):
             if restore:
                 tuner = tune.Tuner.restore(
-                    path, self.trainable, resume_unfinished=True, resume_errored=True
+                    path, self.trainable(phase), resume_unfinished=True, resume_errored=True
                 )
             else:
                 tuner = self._new_tuner(phase, name, space)
@@ -318,12 +332,12 @@ class _Phases:
 
         spec = self.spec
         scheduler = None
-        if spec.search.asha and phase == SEARCH_PHASE:
+        if stops_early(spec, phase):
             scheduler = ASHAScheduler(
                 time_attr="epoch", max_t=spec.epochs, grace_period=max(1, spec.epochs // 4)
             )
         return tune.Tuner(
-            self.trainable,
+            self.trainable(phase),
             param_space=space,
             tune_config=tune.TuneConfig(
                 metric="val_accuracy",

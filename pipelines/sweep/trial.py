@@ -58,6 +58,7 @@ def finetune_trial(
     subsets: dict[str, list[int] | None],
     model_config: dict,
     encoders: list,  # ray.ObjectRef[EncoderFile], one per pretraining
+    may_stop_early: bool = False,
 ) -> None:
     from ray import tune
 
@@ -99,10 +100,10 @@ def finetune_trial(
             "epochs_budget": result.epochs_budget,
             "steps_per_epoch": result.steps_per_epoch,
         }
-        # Checkpoint the best-validation weights once, at the end; with ASHA a trial may be
-        # stopped at any epoch, so then at every improvement (Tune snapshots more often).
+        # Checkpoint the best-validation weights once, at the end; a trial ASHA may stop at
+        # any epoch (`may_stop_early`: the search's, with asha) at every improvement.
         last = result.last
-        if (last and result.best_state) or (spec.search.asha and result.improved):
+        if (last and result.best_state) or (may_stop_early and result.improved):
             with tempfile.TemporaryDirectory() as directory:
                 torch.save(result.best_state, Path(directory) / BEST_STATE_FILE)
                 metrics["checkpoint_epoch"] = result.best_epoch

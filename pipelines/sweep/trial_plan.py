@@ -100,6 +100,12 @@ def all_cells(spec: SweepSpec) -> list[Cell]:
     ]
 
 
+def stops_early(spec: SweepSpec, phase: str) -> bool:
+    """Whether the phase's trials may be stopped by ASHA: the search's only, with `asha`;
+    the replicates train the setting their search chose to the end of its budget."""
+    return spec.search.asha and phase == SEARCH_PHASE
+
+
 def search_cells(spec: SweepSpec) -> list[Cell]:
     cells = all_cells(spec)
     if spec.search.scope == "every-seed":
