@@ -192,6 +192,28 @@ def test_plot_labels_fractions_not_powers_of_ten(tmp_path: Path, monkeypatch) ->
     assert any(len(c.get_segments()) for c in ax_gain.collections)
 
 
+def test_plot_of_one_init_says_there_is_no_gain(tmp_path: Path, monkeypatch) -> None:
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipelines.report import plot
+
+    seen = {}
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (seen.update(fig=fig), real_close(fig)))
+    scratch_only = [c for c in _cells() if c.init == "scratch"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "No artists with labels" from an empty legend
+        plot.plot_results(summarize(scratch_only, 3), tmp_path / "p.png")
+    _, ax_gain = seen["fig"].axes
+    assert [t.get_text() for t in ax_gain.texts] == ["no paired gain: no seed has both inits"]
+    assert ax_gain.get_legend() is None
+
+
 def test_an_init_never_asked_for_is_not_run_rather_than_missing() -> None:
     scratch_only = [c for c in _cells() if c.init == "scratch"]
     md = to_markdown(summarize(scratch_only, seeds_asked=3))

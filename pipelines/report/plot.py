@@ -64,7 +64,11 @@ def plot_results(rows: list[TableRow], path: Path) -> Path:
         ax.set_xticklabels([fraction_label(f) for f in fractions])
         ax.set_xlabel("labeled data")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    if not ax_gain.get_legend_handles_labels()[0]:  # one init, or no seed with both
+        ax_gain.text(0.5, 0.5, "no paired gain: no seed has both inits", ha="center",
+                     va="center", transform=ax_gain.transAxes)  # fmt: skip
     ax_acc.set_ylabel("test accuracy (%)")
     ax_gain.set_ylabel("paired gain from Selfie (points)")
     ax_gain.axhline(0, color="grey", linewidth=0.8)
