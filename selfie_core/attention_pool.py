@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from selfie_core.patches import PatchGrid
 from selfie_core.presets import ModelPreset
@@ -52,7 +53,15 @@ class AttentionPool(nn.Module):
         """
         rows = torch.div(positions, self.grid.cols, rounding_mode="floor")
         cols = positions % self.grid.cols
-        return self.row_embed[rows] + self.col_embed[cols]
+        # One-hot products, not `table[index]`: indexing's backward accumulates the many
+        # repeats of each row in an order that depends on the threads (CPU) or on atomics
+        # (CUDA), so the same seed gave different weights run to run. A matmul's reduction
+        # order is fixed, and on a one-hot row it returns the table's values exactly.
+        dtype = self.row_embed.dtype
+        return (
+            F.one_hot(rows, self.grid.rows).to(dtype) @ self.row_embed
+            + F.one_hot(cols, self.grid.cols).to(dtype) @ self.col_embed
+        )
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """Shape: (B, V, hidden) -> (B, hidden), the output at `u0`'s slot."""
