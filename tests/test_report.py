@@ -165,7 +165,8 @@ def test_old_results_json_without_new_fields_still_loads() -> None:
     assert cell.best_epoch is None and not cell.under_trained
 
 
-def test_plot_labels_fractions_not_powers_of_ten(tmp_path: Path, monkeypatch) -> None:
+def _plot_gain_axes(rows, path: Path, monkeypatch):
+    """Plot `rows` and return the gain panel of the figure (kept from `plt.close`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -181,11 +182,16 @@ def test_plot_labels_fractions_not_powers_of_ten(tmp_path: Path, monkeypatch) ->
         real_close(fig)
 
     monkeypatch.setattr(plt, "close", keep)
+    plot.plot_results(rows, path)
+    _, ax_gain = seen["fig"].axes
+    return ax_gain
+
+
+def test_plot_labels_fractions_not_powers_of_ten(tmp_path: Path, monkeypatch) -> None:
     cells = _cells() + [
         CellResult("resnet50", s, 0.02, 0, "ok", test_accuracy=0.6) for s in ("scratch", "selfie")
     ]
-    plot.plot_results(summarize(cells, 3), tmp_path / "p.png")
-    _, ax_gain = seen["fig"].axes
+    ax_gain = _plot_gain_axes(summarize(cells, 3), tmp_path / "p.png", monkeypatch)
     labels = [t.get_text() for t in ax_gain.get_xticklabels()]
     assert labels == ["2%", "5%", "100%"]
     # The gain at 5% carries its interval as an error bar (a LineCollection of caps/bars).
@@ -195,21 +201,10 @@ def test_plot_labels_fractions_not_powers_of_ten(tmp_path: Path, monkeypatch) ->
 def test_plot_of_one_init_says_there_is_no_gain(tmp_path: Path, monkeypatch) -> None:
     import warnings
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pipelines.report import plot
-
-    seen = {}
-    real_close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: (seen.update(fig=fig), real_close(fig)))
     scratch_only = [c for c in _cells() if c.init == "scratch"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "No artists with labels" from an empty legend
-        plot.plot_results(summarize(scratch_only, 3), tmp_path / "p.png")
-    _, ax_gain = seen["fig"].axes
+        ax_gain = _plot_gain_axes(summarize(scratch_only, 3), tmp_path / "p.png", monkeypatch)
     assert [t.get_text() for t in ax_gain.texts] == ["no paired gain: no seed has both inits"]
     assert ax_gain.get_legend() is None
 
