@@ -32,9 +32,9 @@ DATA_DIR = Path("/tmp/selfie-experiments/digits")
 
 def load_digits() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     from pipelines.data.images import decode_rgb
-    from pipelines.data.ingest import ingest
     from pipelines.data.loader import ShardData
     from pipelines.data.shard_io import image_bytes, iter_shard
+    from pipelines.ingest.driver import ingest
     from pipelines.specs import IngestSpec
 
     if not (DATA_DIR / "manifest.json").exists():

@@ -1,5 +1,5 @@
 """The `selfie` command: the control service's verbs (serve, the client verbs, demo, the
-service benchmark) beside the pipelines' verbs, which it mounts from `pipelines.cli`.
+service benchmark) beside the pipelines' verbs, which it mounts from `pipelines.cli.main`.
 
 The pipelines know nothing of the service; the service's command is the one users run.
 """
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import typer
 
-from pipelines.cli import command_group, console, emit, run_cli
+from pipelines.cli.main import command_group, console, emit, run_cli
 from pipelines.specs import load_spec_file
-from services.client import SelfieClient
-from services.job_models import JobPublic
-from services.settings import get_service_settings
+from services.client.rest_client import SelfieClient
+from services.server.job_models import JobPublic
+from services.server.settings import get_service_settings
 
 app = typer.Typer(add_completion=False)
 
@@ -32,7 +32,7 @@ def serve(
     """Run the control service (FastAPI under uvicorn; OpenAPI at /docs)."""
     import uvicorn
 
-    from services.app import create_app
+    from services.server.app import create_app
 
     settings = get_service_settings()
     settings.resolved_workdir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def _follow(client: SelfieClient, job_id: str, raw: bool) -> None:
             sys.stdout.write(chunk)
             sys.stdout.flush()
         return
-    from services.job_view import follow_live
+    from services.client.job_view import follow_live
 
     follow_live(client, job_id, console)
 
@@ -84,7 +84,7 @@ def submit(
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON."),
 ) -> None:
     """Submit a job to the control service."""
-    from services.client import job_request
+    from services.client.rest_client import job_request
 
     body = job_request(load_spec_file(file), name)
     with _client(url, token) as client:
@@ -166,7 +166,7 @@ def demo(
     """The main job, as a user runs it: start the control service, submit the demo pipeline
     (ingest the shipped digits, pretrain, sweep, report) over REST, follow it, print the
     paper-style table, stop the service."""
-    from services.demo_run import run_demo
+    from services.client.demo_run import run_demo
 
     run_demo(workdir, config, port, console, raw=raw)
 
@@ -182,8 +182,8 @@ def bench_service_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Bounded load on a local control service: reads/s, p50/p99, and any 5xx."""
-    from services.bench.service_load import bench_service
-    from services.client import job_request
+    from services.client.bench.service_load import bench_service
+    from services.client.rest_client import job_request
 
     settings = get_service_settings()
     body = job_request(load_spec_file(submit)) if submit else None

@@ -43,7 +43,7 @@ def service(tmp_path_factory, ray_session):
     """A real `selfie serve` on 127.0.0.1 against the session's Ray, with 200 synthetic
     images ingested under its only data root. One per session: the schemathesis run then
     meets the jobs and MLflow runs the other service tests left."""
-    from pipelines.data.ingest import ingest
+    from pipelines.ingest.driver import ingest
     from pipelines.specs import IngestSpec
     from tests.service_process import ServiceProcess
 

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from pydantic import BaseModel, TypeAdapter
 
-from pipelines.cli import parse_spec
-from pipelines.spec_options import spec_options
+from pipelines.cli.main import parse_spec
+from pipelines.cli.spec_options import spec_options
 from pipelines.specs import JOB_KINDS, FileWeights, RunWeights, SpecError
-from services.job_models import JobCreate
+from services.server.job_models import JobCreate
 
 
 def _leaf_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
@@ -120,7 +120,7 @@ def test_bad_values_are_one_sentence_and_exit_2(args: list[str], needle: str) ->
 
 def test_pipelines_cli_runs_alone_and_the_selfie_command_mounts_it() -> None:
     alone = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "pipelines.cli.main", "--help"], capture_output=True, text=True
     )
     assert alone.returncode == 0 and "serve" not in alone.stdout
     full = subprocess.run(

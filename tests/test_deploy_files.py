@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from services.settings import ServiceSettings as Settings
+from services.server.settings import ServiceSettings as Settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 # Variables read by libraries we use rather than by our settings object.
@@ -121,7 +121,7 @@ def test_kuberay_probes_and_rayjob() -> None:
     from pipelines.specs import PipelineSpec
 
     PipelineSpec.model_validate_json(env["SELFIE_JOB_SPEC"])
-    assert job["entrypoint"] == "python -m pipelines.job_entry"
+    assert job["entrypoint"] == "python -m pipelines.cli.job_entry"
 
 
 def test_dockerfile_installs_the_project_with_its_pins() -> None:
@@ -157,7 +157,7 @@ def test_every_ray_pod_mounts_shared_memory() -> None:
 
 
 def test_drivers_run_on_worker_groups_and_gpus_are_requested() -> None:
-    from services.ray_backend import entrypoint_resources, local_head_resources
+    from services.server.ray_backend import entrypoint_resources, local_head_resources
 
     config = {d["metadata"]["name"]: d for d in _k8s_docs() if d["kind"] == "ConfigMap"}
     name = config["selfie-config"]["data"]["SELFIE_DRIVER_RESOURCE"]

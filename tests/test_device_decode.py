@@ -17,8 +17,8 @@ from PIL import Image
 
 from pipelines.data import device_decode
 from pipelines.data.device_decode import DeviceDecodedBatches, decode_device, eval_box
-from pipelines.data.ingest import ingest
 from pipelines.data.loader import ShardData
+from pipelines.ingest.driver import ingest
 from pipelines.specs import IngestSpec
 
 SIZE = 96

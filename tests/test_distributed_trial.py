@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines.data.ingest import ingest
-from pipelines.settings import Settings
+from pipelines.ingest.driver import ingest
 from pipelines.specs import IngestSpec, SearchSpec, SpecError, SweepSpec
+from pipelines.specs.settings import Settings
 from pipelines.sweep.driver import run_sweep
-from pipelines.sweep.placing import resolve_trial_shape, trial_resources
+from pipelines.sweep.trial_resources import resolve_trial_shape, trial_resources
 
 pytestmark = pytest.mark.ray
 

@@ -5,9 +5,9 @@ import itertools
 import pytest
 import torch
 
-from pipelines.data.ingest import ingest
 from pipelines.data.labels import labeled_positions
 from pipelines.data.loader import ShardData
+from pipelines.ingest.driver import ingest
 from pipelines.specs import IngestSpec
 from pipelines.sweep.finetune import (
     FinetuneConfig,

@@ -13,11 +13,11 @@ import webdataset as wds
 from PIL import Image
 
 from pipelines.data.images import BadImage, check_image, decode_rgb
-from pipelines.data.ingest import IngestError, ingest
 from pipelines.data.manifest import load_manifest, sha256_file, verify_shards
 from pipelines.data.shard_io import iter_shard
-from pipelines.errors import DataError
+from pipelines.ingest.driver import IngestError, ingest
 from pipelines.specs import IngestSpec
+from pipelines.specs.errors import DataError
 from tests.data_factories import make_cifar_tarball, make_image_folder
 
 
@@ -138,7 +138,7 @@ def test_verify_names_a_changed_shard(tmp_path: Path) -> None:
 
 
 def test_cli_ingest_errors_are_one_sentence(tmp_path: Path) -> None:
-    selfie = [sys.executable, "-m", "pipelines.cli"]
+    selfie = [sys.executable, "-m", "pipelines.cli.main"]
     ok = subprocess.run(
         [*selfie, "ingest", "--source", "synthetic:40", "--out", str(tmp_path / "d"), "--json"],
         capture_output=True,
@@ -236,8 +236,8 @@ def test_shards_identical_whatever_the_worker_count(tmp_path: Path) -> None:
 
 
 def test_shards_cut_by_count_and_source_bytes(tmp_path: Path) -> None:
-    from pipelines.data.ingest import plan_chunks
-    from pipelines.data.sources import Entry
+    from pipelines.ingest.driver import plan_chunks
+    from pipelines.ingest.sources import Entry
 
     entries = [Entry(ref=i, label=0, size=100) for i in range(10)]
     assert plan_chunks(entries, max_count=4, max_bytes=10**9) == [(0, 4), (4, 8), (8, 10)]
@@ -384,7 +384,7 @@ def _handmade_shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> 
 
 
 def test_shards_of_varied_jpeg_indexed_without_decoding(tmp_path: Path, monkeypatch) -> None:
-    from pipelines.data import shard_tasks
+    from pipelines.ingest import shard_tasks
 
     sizes = [(300, 200), (120, 340), (64, 64), (500, 90)]
     for s in range(3):

@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from pipelines.errors import Interrupted
-from pipelines.interrupt import restore_sigint, stop_on_interrupt
+from pipelines.runtime.interrupt import restore_sigint, stop_on_interrupt
+from pipelines.specs.errors import Interrupted
 
 
 def _handlers() -> tuple:

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from services.job_models import JobState
-from services.job_store import (
+from services.server.job_models import JobState
+from services.server.job_store import (
     create_job,
     get_by_idempotency_key,
     list_jobs,
@@ -100,7 +100,7 @@ def test_times_come_back_aware_utc(database_url: str) -> None:
 def test_a_stored_result_names_its_runs_whatever_release_stored_it(database_url: str) -> None:
     """Jobs stored before sweeps took several pretrainings have `pretrain_run_id`; newer ones
     `pretrain_run_ids`: the public job lists the runs of both."""
-    from services.job_models import JobPublic
+    from services.server.job_models import JobPublic
 
     old, new = "a" * 32, ["b" * 32, "c" * 32]
     factory = _store(database_url)

@@ -13,16 +13,16 @@ from torch.utils.data import DataLoader
 
 from pipelines.data.augment import ImageTransform, decode_rgb, transform_for
 from pipelines.data.geometry import model_image_size
-from pipelines.data.ingest import ingest
 from pipelines.data.labels import labeled_positions, labels_path, split_labels, write_labels
 from pipelines.data.loader import ShardData, ShardStream
 from pipelines.data.normalize import to_device_normalized
 from pipelines.data.partition import ReaderSlot
 from pipelines.data.shard_io import iter_shard
 from pipelines.data.shard_read import read_samples
-from pipelines.errors import DataError
+from pipelines.ingest.driver import ingest
 from pipelines.specs import IngestSpec
 from pipelines.specs.common import SpecError
+from pipelines.specs.errors import DataError
 
 
 @pytest.fixture(scope="module")

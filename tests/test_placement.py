@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pipelines.placement import (
+from pipelines.runtime.placement import (
     NodeCapacity,
     WorkerShape,
     alive_nodes,
@@ -16,7 +16,7 @@ from pipelines.placement import (
     worker_shape,
 )
 from pipelines.specs import PretrainSpec, SpecError, SweepSpec
-from pipelines.sweep.placing import resolve_trial_shape
+from pipelines.sweep.trial_resources import resolve_trial_shape
 
 HEAD = NodeCapacity("head", cpus=0)
 CPU8 = NodeCapacity("c8", cpus=8, address="10.0.0.2")

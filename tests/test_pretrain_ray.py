@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines.data.ingest import ingest
+from pipelines.ingest.driver import ingest
 from pipelines.pretrain.driver import PretrainResult, run_pretrain
-from pipelines.settings import Settings
 from pipelines.specs import IngestSpec, OptimSpec, PretrainSpec, SpecError
+from pipelines.specs.settings import Settings
 from pipelines.training.checkpoint import load_encoder
 
 pytestmark = pytest.mark.ray

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipelines.data.ingest import ingest
+from pipelines.ingest.driver import ingest
 from pipelines.pretrain.driver import run_pretrain
-from pipelines.settings import Settings
 from pipelines.specs import IngestSpec, OptimSpec, PretrainSpec
+from pipelines.specs.settings import Settings
 from pipelines.training.checkpoint import load_encoder
 
 pytestmark = pytest.mark.ray

@@ -111,13 +111,16 @@ def test_client_verbs(service) -> None:
 
 
 def test_service_never_imports_torch() -> None:
-    code = "import sys, services.app, services.client; print('torch' in sys.modules)"
+    code = (
+        "import sys, services.server.app, services.client.rest_client; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
 
 
 def test_bounded_load_loses_nothing(service) -> None:
-    from services.bench.service_load import bench_service
+    from services.client.bench.service_load import bench_service
 
     body = _pretrain_body(service.data_dir, max_steps=2)
     result = bench_service(
@@ -134,7 +137,7 @@ def _pid_with_env(needle: bytes) -> int | None:
     for environ in Path("/proc").glob("[0-9]*/environ"):
         try:
             cmdline = (environ.parent / "cmdline").read_bytes()
-            if b"pipelines.job_entry" in cmdline and needle in environ.read_bytes():
+            if b"pipelines.cli.job_entry" in cmdline and needle in environ.read_bytes():
                 return int(environ.parent.name)
         except OSError:
             continue

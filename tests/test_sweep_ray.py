@@ -15,14 +15,14 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipelines import interrupt
-from pipelines.data.ingest import ingest
-from pipelines.errors import DataError, SelfieError
-from pipelines.pipeline_run import run_pipeline
+from pipelines.ingest.driver import ingest
+from pipelines.pipeline.driver import run_pipeline
 from pipelines.report.from_run import report_for_run
-from pipelines.settings import Settings
+from pipelines.runtime import interrupt
 from pipelines.specs import IngestSpec, PipelineSpec, SearchSpec, SpecError, SweepSpec
+from pipelines.specs.errors import DataError, SelfieError
 from pipelines.specs.names import PROGRESS_ENV, PROGRESS_MARKER
+from pipelines.specs.settings import Settings
 from pipelines.sweep.driver import run_sweep
 from pipelines.training.checkpoint import ENCODER_FILE
 from selfie_core import SelfieConfig, SelfieModel
@@ -167,7 +167,7 @@ def test_pipeline_nests_runs_and_links_lineage(
 
 def test_cli_sweep_errors_are_one_sentence(data_dir) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "sweep", "--data", str(data_dir),
+        [sys.executable, "-m", "pipelines.cli.main", "sweep", "--data", str(data_dir),
          "--fractions", "0.1,1.5", "--inits", "scratch"],
         capture_output=True, text=True,
     )  # fmt: skip
@@ -175,7 +175,7 @@ def test_cli_sweep_errors_are_one_sentence(data_dir) -> None:
     assert "labeled fractions must lie in (0, 1]" in run.stderr
     assert "Traceback" not in run.stderr
     run = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "sweep", "--data", str(data_dir)],
+        [sys.executable, "-m", "pipelines.cli.main", "sweep", "--data", str(data_dir)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert run.returncode == 2 and "needs pretrained weights" in run.stderr

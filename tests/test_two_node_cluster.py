@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.data.ingest import ingest
+from pipelines.ingest.driver import ingest
 from pipelines.specs import IngestSpec
 from tests.ray_cluster import RAY, PrivateRayCluster
 
@@ -39,7 +39,7 @@ def test_pretraining_spans_two_nodes(tmp_path: Path) -> None:
                 break
             time.sleep(1)
         run = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "pretrain", "--data", str(data),
+            [sys.executable, "-m", "pipelines.cli.main", "pretrain", "--data", str(data),
              "--workers", "2", "--cpus-per-worker", "1", "--batch-size", "16", "--max-steps",
              "6", "--epochs", "10", "--checkpoint-every", "3", "--run-name", "two-nodes",
              "--json"],

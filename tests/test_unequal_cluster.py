@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.data.ingest import ingest
+from pipelines.ingest.driver import ingest
 from pipelines.specs import IngestSpec
 from tests.ray_cluster import RAY, PrivateRayCluster
 from tests.service_process import ServiceProcess
@@ -54,7 +54,7 @@ def test_unequal_nodes(tmp_path: Path) -> None:
         head = next(n["node_id"] for n in nodes if n["is_head_node"])
         env = {**cluster.env, "RAY_ADDRESS": cluster.address, "SELFIE_WORKDIR": str(tmp_path),
                "SELFIE_STORAGE_PATH": str(tmp_path / "shared")}  # fmt: skip
-        cli = [sys.executable, "-m", "pipelines.cli", "pretrain", "--data", str(data),
+        cli = [sys.executable, "-m", "pipelines.cli.main", "pretrain", "--data", str(data),
                "--workers", "2", "--batch-size", "16", "--max-steps", "4", "--epochs", "10",
                "--checkpoint-every", "2", "--json"]  # fmt: skip
 

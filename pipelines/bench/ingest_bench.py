@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipelines.data.ingest import IngestFigures, ingest
 from pipelines.data.shard_io import iter_shard
+from pipelines.ingest.driver import IngestFigures, ingest
 from pipelines.specs import IngestSpec
 
 

@@ -18,8 +18,8 @@ import torch
 from pipelines.data.loader import ShardData
 from pipelines.data.normalize import normalized_batches
 from pipelines.pretrain.worker_loop import model_config_for
-from pipelines.settings import Settings
 from pipelines.specs import PretrainSpec
+from pipelines.specs.settings import Settings
 from pipelines.training.optim import build_optimizer, build_scheduler
 from pipelines.training.steps import place, pretrain_step
 from selfie_core.selfie_model import SelfieModel
@@ -51,7 +51,7 @@ def plain_loop_images_per_s(spec: PretrainSpec, steps: int, warmup: int = 5) -> 
 
 def ray_images_per_s(spec: PretrainSpec, settings: Settings) -> float:
     from pipelines.pretrain.driver import run_pretrain
-    from pipelines.tracking import tracking_client
+    from pipelines.runtime.tracking import tracking_client
 
     result = run_pretrain(spec, settings)
     history = tracking_client(settings).get_metric_history(result.mlflow_run_id, "images_per_s")

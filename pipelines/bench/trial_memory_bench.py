@@ -44,7 +44,7 @@ def bench_trial_memory(
     """Generate `images` JPEGs (300-500 px), ingest them (bytes kept), then measure each
     fraction's peak RSS in its own process; return the figures and the largest ratio."""
     from pipelines.bench.ingest_bench import make_jpeg_folder
-    from pipelines.data.ingest import ingest
+    from pipelines.ingest.driver import ingest
     from pipelines.specs import IngestSpec
 
     base = Path(tempfile.mkdtemp(prefix="selfie-trial-memory-"))

@@ -34,7 +34,7 @@ from pipelines.data.partition import (
     reader_slot,
 )
 from pipelines.data.shard_read import ReadStats, Sample, check_exists, read_samples
-from pipelines.errors import DataError
+from pipelines.specs.errors import DataError
 
 __all__ = ["ReaderSlot", "ShardData", "ShardStream", "reader_slot"]
 

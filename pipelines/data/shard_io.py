@@ -20,7 +20,7 @@ from pathlib import Path
 
 import fsspec
 
-from pipelines.errors import DataError
+from pipelines.specs.errors import DataError
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp")
 # WebDataset's rule: the key is the path up to the first dot of the file's base name.

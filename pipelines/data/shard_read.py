@@ -19,7 +19,7 @@ import fsspec
 import numpy as np
 
 from pipelines.data.shard_io import IMAGE_EXTS, ShardReadError
-from pipelines.errors import DataError
+from pipelines.specs.errors import DataError
 
 
 @dataclass

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pipelines.data.geometry import model_image_size
 from pipelines.data.manifest import load_manifest
-from pipelines.interrupt import restore_sigint
-from pipelines.settings import Settings
+from pipelines.runtime.interrupt import restore_sigint
+from pipelines.runtime.tracked_run import TrackedRun, tracked_run
 from pipelines.specs import PretrainSpec
 from pipelines.specs.names import (
     ENCODER_ARTIFACT_DIR,
@@ -22,7 +22,7 @@ from pipelines.specs.names import (
     PRESET_TAG,
     RESULT_FILE,
 )
-from pipelines.tracked_run import TrackedRun, tracked_run
+from pipelines.specs.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,9 @@ def _train(spec: PretrainSpec, settings: Settings, run: TrackedRun, storage: str
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from pipelines.placement import alive_nodes, worker_shape
     from pipelines.pretrain.worker_loop import pretrain_worker
-    from pipelines.ray_runtime import ensure_ray
+    from pipelines.runtime.placement import alive_nodes, worker_shape
+    from pipelines.runtime.ray_cluster import ensure_ray
     from pipelines.training.checkpoint import ENCODER_FILE, load_training_state, save_encoder
 
     client, run_id, name = run.client, run.run_id, run.name

@@ -15,7 +15,7 @@ import torch
 from pipelines.data.device_decode import decode_device
 from pipelines.data.loader import ShardData
 from pipelines.data.normalize import to_device_normalized
-from pipelines.progress import report_progress
+from pipelines.runtime.progress import report_progress
 from pipelines.specs import PretrainSpec
 from pipelines.training.async_checkpoint import AsyncCheckpointer, CheckpointSchedule
 from pipelines.training.checkpoint import load_training_state, training_state
@@ -48,7 +48,7 @@ def pretrain_worker(config: dict) -> None:
     import ray.train.torch
     from mlflow.tracking import MlflowClient
 
-    from pipelines.tracking import MetricBuffer
+    from pipelines.runtime.tracking import MetricBuffer
 
     spec = PretrainSpec.model_validate(config["spec"])
     torch.set_num_threads(config["cpus_per_worker"])

@@ -9,10 +9,10 @@ from mlflow.exceptions import MlflowException
 
 from pipelines.report.publish import write_report
 from pipelines.report.results_table import cells_from_json
-from pipelines.settings import Settings
+from pipelines.runtime.tracking import tracking_client
 from pipelines.specs import SpecError
 from pipelines.specs.names import CELLS_JSON, REPORT_ARTIFACT_DIR, SWEEP_RUN_TAG
-from pipelines.tracking import tracking_client
+from pipelines.specs.settings import Settings
 
 
 def report_for_run(run_id: str, settings: Settings) -> tuple[str, Path]:

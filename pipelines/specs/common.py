@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipelines.errors import SelfieError
+from pipelines.specs.errors import SelfieError
 from selfie_core.presets import PRESETS
 
 MANIFEST_NAME = "manifest.json"

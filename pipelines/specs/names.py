@@ -35,7 +35,7 @@ REPORT_FILES = (TABLE_MD, TABLE_CSV, CELLS_JSON, GAIN_PLOT)
 RESULT_FILE = "result.json"
 ENCODER_ARTIFACT_DIR = "encoder"
 
-# The Ray Job entrypoint (`python -m pipelines.job_entry`): kind and spec come in through the
+# The Ray Job entrypoint (`python -m pipelines.cli.job_entry`): kind and spec come in through the
 # environment, the result goes out as the last line of the log.
 JOB_KIND_ENV = "SELFIE_JOB_KIND"
 JOB_SPEC_ENV = "SELFIE_JOB_SPEC"

@@ -41,7 +41,7 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind(
             "ingest",
             IngestSpec,
-            "pipelines.data.ingest:run_ingest",
+            "pipelines.ingest.driver:run_ingest",
             "Turn images into WebDataset shards and a manifest.",
             takes_progress=True,
         ),
@@ -60,7 +60,7 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind(
             "pipeline",
             PipelineSpec,
-            "pipelines.pipeline_run:run_pipeline",
+            "pipelines.pipeline.driver:run_pipeline",
             "Ingest (if needed), pretrain, sweep and report as one MLflow parent run.",
             takes_progress=True,
         ),

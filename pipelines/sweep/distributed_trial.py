@@ -38,8 +38,8 @@ def run_distributed_trial(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from pipelines.settings import get_settings
-    from pipelines.sweep.trial import BEST_STATE_FILE, subset_key
+    from pipelines.specs.settings import get_settings
+    from pipelines.sweep.trial_setup import BEST_STATE_FILE, subset_key
 
     spec = SweepSpec.model_validate(sweep)
     context = tune.get_context()
@@ -100,7 +100,7 @@ def distributed_finetune_worker(loop: dict) -> None:
         steps_per_epoch,
         train_epoch,
     )
-    from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config
+    from pipelines.sweep.trial_setup import BEST_STATE_FILE, finetune_config
     from pipelines.training.steps import evaluate_classifier, place, unwrap
     from selfie_core.config import SelfieConfig
 

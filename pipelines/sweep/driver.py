@@ -17,14 +17,14 @@ from typing import Any
 
 from pipelines.data.geometry import model_image_size
 from pipelines.data.loader import ShardData
-from pipelines.interrupt import stop_on_interrupt
 from pipelines.report.publish import publish_report
 from pipelines.report.results_table import CellResult
-from pipelines.settings import Settings
+from pipelines.runtime.interrupt import stop_on_interrupt
+from pipelines.runtime.tracked_run import TrackedRun, tracked_run
 from pipelines.specs import SpecError, SweepSpec
 from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_TAG, run_ids_tag
-from pipelines.sweep.placing import resolve_trial_shape, trial_resources
-from pipelines.sweep.trial import BEST_STATE_FILE, finetune_config, finetune_trial, subset_key
+from pipelines.specs.settings import Settings
+from pipelines.sweep.trial import finetune_trial
 from pipelines.sweep.trial_plan import (
     CELL_KEY,
     REPLICATE_PHASE,
@@ -41,8 +41,9 @@ from pipelines.sweep.trial_plan import (
     trial_count,
     trial_params,
 )
+from pipelines.sweep.trial_resources import resolve_trial_shape, trial_resources
+from pipelines.sweep.trial_setup import BEST_STATE_FILE, finetune_config, subset_key
 from pipelines.sweep.weights_source import ResolvedWeights
-from pipelines.tracked_run import TrackedRun, tracked_run
 from selfie_core.config import SelfieConfig
 
 
@@ -217,7 +218,7 @@ def _tune(
     import ray
     from ray import tune
 
-    from pipelines.ray_runtime import ensure_ray
+    from pipelines.runtime.ray_cluster import ensure_ray
 
     ensure_ray(settings)
     spec = resolve_trial_shape(spec).model_copy(  # trials see the resolved shape and storage

@@ -9,7 +9,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from pipelines.progress import report_progress
+from pipelines.runtime.progress import report_progress
 from pipelines.specs.names import PARENT_RUN_TAG, TRIAL_TAG
 from pipelines.sweep.trial_plan import trial_params
 

@@ -11,33 +11,11 @@ import torch
 from pipelines.data.device_decode import decode_device
 from pipelines.data.loader import ShardData
 from pipelines.specs import SweepSpec
-from pipelines.sweep.finetune import FinetuneConfig, finetune
+from pipelines.sweep.finetune import finetune
 from pipelines.sweep.trial_plan import trial_params, weights_index
+from pipelines.sweep.trial_setup import BEST_STATE_FILE, finetune_config, subset_key
 from pipelines.training.checkpoint import EncoderFile
 from selfie_core.config import SelfieConfig
-
-BEST_STATE_FILE = "best_model.pt"
-
-
-def subset_key(fraction: float, seed: int) -> str:
-    return f"{fraction:g}/{seed}"
-
-
-def finetune_config(spec: SweepSpec, config: dict) -> FinetuneConfig:
-    return FinetuneConfig(
-        encoder=config["encoder"],
-        init=config["init"],
-        lr=float(config["lr"]),
-        weight_decay=float(config["weight_decay"]),
-        epochs=spec.epochs,
-        batch_size=spec.batch_size,
-        min_steps_per_epoch=spec.min_steps_per_epoch,
-        warmup_epochs=spec.warmup_epochs,
-        seed=int(config["seed"]),
-        steps=spec.steps,
-        min_steps=spec.min_steps,
-        patience=spec.patience,
-    )
 
 
 def trial_encoder(params: dict, encoders: list) -> EncoderFile | None:

@@ -9,9 +9,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.settings import Settings
 from pipelines.specs import FileWeights, PretrainedWeights, SpecError
 from pipelines.specs.names import ENCODER_ARTIFACT_DIR, RESULT_FILE
+from pipelines.specs.settings import Settings
 from pipelines.training.checkpoint import ENCODER_FILE, EncoderFile, load_encoder
 
 
@@ -47,7 +47,7 @@ def _from_file(path: Path) -> ResolvedWeights:
 def _from_run(run_id: str, settings: Settings) -> ResolvedWeights:
     from mlflow.exceptions import MlflowException
 
-    from pipelines.tracking import tracking_client
+    from pipelines.runtime.tracking import tracking_client
 
     client = tracking_client(settings)
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipelines.errors import SelfieError
+from pipelines.specs.errors import SelfieError
 from selfie_core.config import SelfieConfig
 
 STATE_FILE = "training_state.pt"

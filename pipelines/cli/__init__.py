@@ -1,0 +1,1 @@
+"""The `selfie` command: spec-generated verbs, the job entry Ray runs, and the runner both share."""

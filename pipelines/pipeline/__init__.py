@@ -1,0 +1,1 @@
+"""`selfie pipeline`: ingest, pretrain, sweep and report as stages of one tracked run."""

@@ -1,0 +1,107 @@
+"""`selfie pipeline`: ingest (if needed), pretrain, sweep and report as one MLflow parent run.
+
+The pretraining and sweep runs are nested under the pipeline's run (and the trials under
+the sweep's), all in the pipeline's experiment, so the MLflow UI shows one tree. Resuming a
+pipeline resumes the stage that stopped: a pretraining that finished is not run again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from pipelines.runtime.tracked_run import TrackedRun, tracked_run
+from pipelines.runtime.tracking import find_named_run
+from pipelines.specs import MANIFEST_NAME, FileWeights, PipelineSpec, SpecError
+from pipelines.specs.names import (
+    PRETRAIN_RUN_TAG,
+    REPORT_ARTIFACT_DIR,
+    RESULT_FILE,
+    SWEEP_RUN_TAG,
+    run_ids_tag,
+)
+from pipelines.specs.settings import Settings
+
+
+@dataclass
+class PipelineResult:
+    run_name: str
+    mlflow_run_id: str
+    pretrain_run_ids: list[str]
+    sweep_run_id: str
+    encoders: list[str]
+    table_markdown: str
+    report_dir: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _stage_started(run: TrackedRun, stage_name: str) -> bool:
+    """On resume, whether a stage's run exists (then it is resumed, not created again)."""
+    return run.resumed and find_named_run(run.client, run.experiment_id, stage_name) is not None
+
+
+@dataclass
+class _Pretrained:
+    mlflow_run_id: str
+    encoder: str
+    result_dir: str
+
+
+def _pretrain(spec: PipelineSpec, settings: Settings, run: TrackedRun, k: int) -> _Pretrained:
+    """The k-th pretraining (seed `pretrain.seed + k`), or its result when a resumed
+    pipeline finished it already."""
+    from pipelines.pretrain.driver import PretrainResult, run_pretrain
+
+    name = f"{run.name}-pretrain" + (f"-s{k}" if k else "")
+    done = settings.resolved_workdir / "results" / name / RESULT_FILE
+    if run.resumed and done.is_file():
+        pre = PretrainResult(**json.loads(done.read_text()))
+    else:
+        resume = _stage_started(run, name)
+        pre = run_pretrain(
+            spec.pretrain_spec(k, name, resume=resume), settings, parent_run_id=run.run_id
+        )
+    return _Pretrained(pre.mlflow_run_id, pre.encoder, str(done.parent))
+
+
+def run_pipeline(spec: PipelineSpec, settings: Settings, progress=None) -> PipelineResult:
+    from pipelines.ingest.driver import ingest
+    from pipelines.sweep.driver import run_sweep
+
+    needs_ingest = not (spec.data_dir() / MANIFEST_NAME).is_file()
+    if needs_ingest and not spec.source:
+        raise SpecError(f"data dir {spec.data!r} has no manifest and the pipeline names no source")
+    with tracked_run(spec, settings, kind="pipeline") as run:
+        if not run.resumed:
+            run.client.log_text(run.run_id, spec.model_dump_json(indent=2), "pipeline_spec.json")
+        if needs_ingest:
+            ingest(spec.ingest_spec(), progress)
+        pretrainings = [_pretrain(spec, settings, run, k) for k in range(spec.pretrain_seeds)]
+        run.client.set_tag(
+            run.run_id, PRETRAIN_RUN_TAG, run_ids_tag([p.mlflow_run_id for p in pretrainings])
+        )
+        sweep_name = f"{run.name}-sweep"
+        sweep = run_sweep(
+            spec.sweep_spec(
+                [FileWeights(path=p.result_dir) for p in pretrainings],
+                sweep_name,
+                resume=_stage_started(run, sweep_name),
+            ),
+            settings,
+            parent_run_id=run.run_id,
+        )
+        run.client.set_tag(run.run_id, SWEEP_RUN_TAG, sweep.mlflow_run_id)
+        run.client.log_artifacts(run.run_id, sweep.report_dir, REPORT_ARTIFACT_DIR)
+        result = PipelineResult(
+            run_name=run.name,
+            mlflow_run_id=run.run_id,
+            pretrain_run_ids=[p.mlflow_run_id for p in pretrainings],
+            sweep_run_id=sweep.mlflow_run_id,
+            encoders=[p.encoder for p in pretrainings],
+            table_markdown=sweep.table_markdown,
+            report_dir=sweep.report_dir,
+        )
+        run.write_result(result.to_dict())
+        return result

@@ -1,0 +1,2 @@
+"""Runtime glue shared by every job kind: the Ray connection, placement, the tracked
+MLflow run, interrupts and progress."""

@@ -1,0 +1,86 @@
+"""Ctrl+C during a Ray Tune or Ray Train run, handled so that nothing goes on half-done.
+
+Tune: on Ctrl+C Tune saves its experiment state and `Tuner.fit()` returns normally, the
+trials it stopped marked TERMINATED like finished ones and those never started absent. A
+sweep that went on would choose the replicates' settings from a partial search. So while a
+phase runs, Ctrl+C comes to us (Tune is told to leave SIGINT alone): we note it and hand it
+to Tune as its other stop signal, SIGUSR1 (the same graceful stop: state saved, trials
+stopped), and once `fit()` returns the sweep stops with `Interrupted`; `--resume` continues
+from the saved state. Before Tune has installed its SIGUSR1 handler (its setup, the first
+seconds of a phase) there is nothing to save: Ctrl+C then stops at once. A second Ctrl+C
+always stops at once.
+
+Train: Ray Train installs its own SIGINT handler for a run and leaves it installed after;
+`restore_sigint` puts the previous one back, so a later Ctrl+C is not sent to a finished run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pipelines.specs.errors import Interrupted
+
+# Read by Tune at the start of every run; ours is the only SIGINT handler our Tune runs need.
+_TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
+
+
+def _tune_not_armed(signum: int, frame: object) -> None:
+    """SIGUSR1's handler until Tune installs its own: the mark that it has not yet."""
+
+
+class _Watch:
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.interrupted or signal.getsignal(signal.SIGUSR1) is _tune_not_armed:
+            raise KeyboardInterrupt  # a second Ctrl+C, or Tune not running yet
+        self.interrupted = True
+        signal.raise_signal(signal.SIGUSR1)  # Tune: save the state, stop the trials
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def stop_on_interrupt(what: str) -> Iterator[None]:
+    """Run one Tune experiment inside; if the user pressed Ctrl+C meanwhile, raise
+    `Interrupted` (naming `what`) once Tune has saved its state."""
+    if not _on_main_thread():
+        yield  # signals reach the main thread only (Tune installs nothing either)
+        return
+    if os.environ.get(_TUNE_SIGINT_ENV) != "1":
+        os.environ[_TUNE_SIGINT_ENV] = "1"  # set once, never unset: no later write races
+    watch = _Watch()
+    previous_int = signal.getsignal(signal.SIGINT)
+    previous_usr1 = signal.getsignal(signal.SIGUSR1)
+    signal.signal(signal.SIGUSR1, _tune_not_armed)  # not a stale handler of an earlier run
+    signal.signal(signal.SIGINT, watch)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGUSR1, previous_usr1)
+    if watch.interrupted:
+        raise Interrupted(
+            f"{what} was interrupted (Ctrl+C): its state is saved, and the same command with "
+            "--resume continues it"
+        )
+
+
+@contextmanager
+def restore_sigint() -> Iterator[None]:
+    """Put back the SIGINT handler a Ray Train run replaced (it leaves its own installed)."""
+    if not _on_main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

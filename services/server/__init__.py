@@ -1,0 +1,1 @@
+"""The control service: FastAPI app, routes, job store, job backends (Ray Jobs, local) and auth."""

@@ -1,0 +1,219 @@
+"""/v1/jobs: submit typed specs, list, inspect, follow logs, cancel, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy.exc import IntegrityError
+
+from services.server.api_errors import error_responses
+from services.server.deps import AuthDep, ReadSessionDep, SessionDep, StateDep
+from services.server.job_backend import BackendUnavailable, JobLogsMissing
+from services.server.job_models import (
+    JobCreate,
+    JobKindName,
+    JobList,
+    JobPublic,
+    JobRecord,
+    JobState,
+    utcnow,
+)
+from services.server.job_store import (
+    create_job,
+    delete_job,
+    get_by_idempotency_key,
+    get_job,
+    list_jobs,
+    session_scope,
+    set_state,
+)
+
+router = APIRouter(
+    prefix="/v1/jobs",
+    tags=["jobs"],
+    dependencies=[AuthDep],
+    responses=error_responses(401, 403, 422),
+)
+
+
+def _check_roots(job: JobCreate, roots: list[Path]) -> None:
+    for name, value in job.spec.local_paths():
+        field = f"spec.{name}"
+        try:
+            resolved = Path(value).expanduser().resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"{field}: {value!r} cannot be resolved ({exc})",
+            ) from None
+        if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"{field}: {value!r} lies outside the allowed data roots "
+                f"({', '.join(map(str, roots))}); move the data there or set SELFIE_DATA_ROOTS",
+            )
+
+
+def _found(session, job_id: str) -> JobRecord:
+    record = get_job(session=session, job_id=job_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
+    return record
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobPublic,
+    responses={
+        200: {"model": JobPublic, "description": "An earlier job with this Idempotency-Key."},
+        **error_responses(400, 413, 503),
+    },
+)
+def submit_job(
+    job: Annotated[JobCreate, Body()],
+    state: StateDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobPublic:
+    """Validate a spec, record the job, and hand it to Ray Jobs. A repeated
+    `Idempotency-Key` returns the first job (200) instead of starting a second one.
+
+    The record is committed before Ray sees the job, so an accepted job is never lost."""
+
+    def existing() -> JobPublic | None:
+        if not idempotency_key:
+            return None
+        with session_scope(state.sessions) as session:
+            found = get_by_idempotency_key(session=session, key=idempotency_key)
+            return JobPublic.from_record(found) if found else None
+
+    if (first := existing()) is not None:
+        response.status_code = status.HTTP_200_OK
+        return first
+    _check_roots(job, state.settings.resolved_data_roots)
+    if not state.jobs.reachable():
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the job runner at {state.jobs.url} is unreachable: no job was created; retry "
+            "when it is back",
+        )
+    spec = job.spec.model_dump(mode="json")
+    try:
+        with session_scope(state.sessions) as session:
+            record = create_job(
+                session=session,
+                kind=job.kind,
+                name=job.name,
+                spec=spec,
+                idempotency_key=idempotency_key,
+            )
+            public = JobPublic.from_record(record)
+    except IntegrityError:
+        if (first := existing()) is None:
+            raise
+        response.status_code = status.HTTP_200_OK
+        return first
+    try:
+        state.jobs.submit(submission_id=public.submission_id, kind=job.kind, spec=spec)
+    except BackendUnavailable as exc:
+        with session_scope(state.sessions) as session:
+            delete_job(session=session, job_id=public.id)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"{exc}: no job was created; retry later"
+        ) from None
+    with session_scope(state.sessions) as session:
+        record = get_job(session=session, job_id=public.id)
+        record.submitted_at = utcnow()
+        return JobPublic.from_record(record)
+
+
+@router.get("", response_model=JobList)
+async def list_all(
+    session: ReadSessionDep,
+    state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
+    kind: Annotated[JobKindName | None, Query()] = None,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> JobList:
+    """Newest first, with cursor pagination."""
+    try:
+        rows, next_cursor = list_jobs(
+            session=session,
+            state=state.value if state else None,
+            kind=kind,
+            name=name,
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"cursor: {exc}") from None
+    return JobList(items=[JobPublic.from_record(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404))
+async def get_one(job_id: str, session: ReadSessionDep) -> JobPublic:
+    return JobPublic.from_record(_found(session, job_id))
+
+
+@router.get(
+    "/{job_id}/logs",
+    response_class=PlainTextResponse,
+    responses=error_responses(401, 403, 404, 422, 503, text_route=True),
+)
+def logs(
+    job_id: str,
+    state: StateDep,
+    session: SessionDep,
+    follow: bool = False,
+    tail: Annotated[int | None, Query(ge=1, le=100_000, description="Last N lines.")] = None,
+):
+    """The job's output; `follow=true` streams it until the job ends."""
+    record = _found(session, job_id)
+    try:
+        if follow:
+            if state.jobs.status(record.submission_id).state is None:  # 404, not a cut stream
+                raise JobLogsMissing.of(record.submission_id)
+            return StreamingResponse(
+                state.jobs.follow_logs(record.submission_id), media_type="text/plain"
+            )
+        text = state.jobs.logs(record.submission_id)
+    except JobLogsMissing as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except BackendUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    if tail:
+        text = "\n".join(text.splitlines()[-tail:]) + "\n"
+    return PlainTextResponse(text)
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=error_responses(404, 503))
+def cancel(job_id: str, state: StateDep, session: SessionDep) -> JobPublic:
+    """Stop a pending or running job (a finished job is returned unchanged)."""
+    record = _found(session, job_id)
+    if JobState(record.state).finished:
+        return JobPublic.from_record(record)
+    try:
+        state.jobs.stop(record.submission_id)
+    except BackendUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    set_state(record, JobState.STOPPED, message="cancelled by request")
+    return JobPublic.from_record(record)
+
+
+@router.delete(
+    "/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409)
+)
+def delete(job_id: str, session: SessionDep) -> Response:
+    """Forget a finished job (its MLflow runs stay)."""
+    record = _found(session, job_id)
+    if not JobState(record.state).finished:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"job {job_id!r} is {record.state}: cancel it first"
+        )
+    session.delete(record)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
