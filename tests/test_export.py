@@ -29,17 +29,23 @@ TINY = SelfieConfig(preset="tiny", image_size=32)
 
 
 def _random_model(config: SelfieConfig) -> SelfieModel:
-    """Random weights *and* BatchNorm statistics: a fresh model has zero-init last BNs and
-    unit running variances, under which a wrongly mapped tensor could go unnoticed."""
+    """Random BatchNorm scales, shifts and statistics (a fresh model has zero-init last BNs
+    and unit variances, under which a wrongly mapped tensor could go unnoticed), with the
+    statistics measured on random patches so the features still depend on the input."""
     model = SelfieModel(config)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.1)
-        for name, b in model.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(torch.randn_like(b) * 0.1)
-            elif name.endswith("running_var"):
-                b.copy_(torch.rand_like(b) + 0.5)
+        for bn in bns:
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_(0, 0.1)
+            bn.reset_running_stats()
+            bn.momentum = None  # a plain average over the calibration batches
+        p = config.patch_size
+        model.train()
+        for _ in range(2):
+            model.patch_network(torch.randn(4, 2, 3, p, p))
+    for bn in bns:
+        bn.momentum = 0.1
     return model.eval()
 
 
@@ -91,6 +97,7 @@ def test_torchvision_resnet50_loads_p_and_gives_our_stage3_features(paper, tmp_p
         ours = model.patch_network.trunk(x)
         theirs = _torchvision_stage3(tv.eval(), x)
     assert theirs.shape == ours.shape == (2, 1024, 4, 4)
+    assert (ours[0] - ours[1]).abs().max() > 0.1, "features must depend on the input"
     torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)
 
 
@@ -169,6 +176,7 @@ def test_onnx_runtime_gives_our_features_at_any_batch(tiny, tmp_path) -> None:
         with torch.no_grad():
             ours = model.patch_network(patches.unsqueeze(1)).squeeze(1)
         (theirs,) = session.run(None, {"patches": patches.numpy()})
+        assert batch == 1 or (ours[0] - ours[1]).abs().max() > 0.1, "must depend on the input"
         torch.testing.assert_close(torch.from_numpy(theirs), ours, rtol=1e-4, atol=1e-4)
 
 
@@ -217,6 +225,7 @@ def test_verb_errors_are_one_sentence(tiny, tmp_path) -> None:
         ("TINY", "keras", True, "--format must be one of torchvision, onnx"),
         ("TINY", "torchvision", True, "is not ResNet-50's layout"),
         ("TINY", "onnx", False, "exists: pass --overwrite"),
+        ("bad\npath", "onnx", True, "neither a run id nor a usable path: a path may not hold"),
     ],
 )
 def test_a_failed_export_keeps_the_file_it_would_replace(

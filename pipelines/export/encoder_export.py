@@ -16,7 +16,7 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 
 from pipelines.export.onnx_file import write_onnx
-from pipelines.specs import PretrainedWeights, SpecError, describe_validation_error
+from pipelines.specs import PretrainedWeights, SpecError
 from pipelines.specs.settings import Settings
 from pipelines.sweep.weights_source import resolve_weights
 from pipelines.training.checkpoint import CheckpointError, EncoderFile
@@ -47,9 +47,13 @@ def parse_reference(text: str) -> PretrainedWeights:
     try:
         return TypeAdapter(PretrainedWeights).validate_python(text)
     except ValidationError as exc:
-        raise SpecError(
-            f"cannot read {text!r} as a run id or a path: {describe_validation_error(exc)}"
-        ) from None
+        # The short form picked one member of the union; the other member's complaints
+        # (its field missing, this one's field extra) are noise.
+        noise = ("missing", "extra_forbidden")
+        errors = [e for e in exc.errors() if e["type"] not in noise] or exc.errors()
+        reason = errors[0]["msg"].removeprefix("Value error, ")
+        shown = text if len(text) <= 100 else f"{text[:100]}..."
+        raise SpecError(f"{shown!r} is neither a run id nor a usable path: {reason}") from None
 
 
 def patch_network(encoder: EncoderFile, location: str) -> PatchNetwork:
