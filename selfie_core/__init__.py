@@ -22,6 +22,8 @@ _EXPORTS = {
     "SelfieConfig": "selfie_core.config",
     "SelfieModel": "selfie_core.selfie_model",
     "labeled_subset": "selfie_core.subsets",
+    "TorchvisionExportError": "selfie_core.torchvision_export",
+    "resnet50_state_dict": "selfie_core.torchvision_export",
     "WeightTransferError": "selfie_core.weight_transfer",
     "transfer_pretrained": "selfie_core.weight_transfer",
 }

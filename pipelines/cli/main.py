@@ -176,6 +176,25 @@ def report(
     console.print(f"files and plot: {out_dir}", highlight=False)
 
 
+@app.command()
+def export(
+    source: str = typer.Argument(
+        ..., metavar="RUN_OR_PATH", help="Pretraining run (runs:/ID or ID), encoder.pt or folder."
+    ),
+    fmt: str = typer.Option(
+        ..., "--format", help="torchvision (resnet50 state dict) or onnx (P, dynamic batch)."
+    ),
+    out: Path = typer.Option(..., "--out", help="File to write."),
+    overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Write a pretrained P for use outside this repository (docs/EXPORT.md)."""
+    from pipelines.export.encoder_export import export_encoder
+    from pipelines.specs.settings import get_settings
+
+    emit(export_encoder(source, fmt, out, get_settings(), overwrite=overwrite).to_dict(), as_json)
+
+
 def _present(kind: str, result: dict[str, Any], as_json: bool) -> None:
     """Print a job's result: JSON, or what a person reads first (the table, for studies)."""
     if as_json or "table_markdown" not in result:
