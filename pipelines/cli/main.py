@@ -3,8 +3,9 @@ pipeline), generated from its spec model, plus `report` and the benchmarks. The 
 service's command (`services.cli`) mounts these beside its own verbs; `python -m
 pipelines.cli.main` runs them alone, without the service.
 
-Errors a user can fix (`SelfieError`) print one sentence and exit with status 2; anything
-else is a bug and keeps its traceback.
+Errors a user can fix (`SelfieError`) print one sentence and exit with status 2 (130 for a
+job stopped by Ctrl+C or SIGTERM, see `runner`); anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import click
 import typer
 from rich.console import Console
 
+from pipelines.cli.runner import exit_status
 from pipelines.cli.spec_options import CONFIG_OPTION, check_known_kind, spec_data, spec_options
 from pipelines.specs import JOB_KINDS, JobKind, Spec, SpecError, build_spec
-from pipelines.specs.errors import Interrupted, SelfieError
+from pipelines.specs.errors import SelfieError
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -190,16 +192,6 @@ def _present(kind: str, result: dict[str, Any], as_json: bool) -> None:
     )
 
 
-def run_job(kind: JobKind, spec: Spec) -> dict[str, Any]:
-    """Run one job in this process (on the Ray cluster the settings name)."""
-    from pipelines.specs.settings import get_settings
-
-    if not kind.takes_progress:
-        return kind.run(spec, get_settings()).to_dict()
-    with progress_bar("ingesting") as advance:
-        return kind.run(spec, get_settings(), progress=advance).to_dict()
-
-
 def _build(kind: JobKind, options: list, config: Path | None, values: dict[str, Any]) -> Spec:
     data = spec_data(options, values, config)
     check_known_kind(data, kind.name)
@@ -211,8 +203,16 @@ def job_command(kind: JobKind) -> click.Command:
     options = list(spec_options(kind.spec))
 
     def callback(config: Path | None, as_json: bool, **values: Any) -> None:
+        from pipelines.cli.runner import run_job
+        from pipelines.specs.settings import get_settings
+
         spec = _build(kind, options, config, values)
-        _present(kind.name, run_job(kind, spec), as_json)
+        if not kind.takes_progress:
+            result = run_job(kind, spec, get_settings())
+        else:
+            with progress_bar("ingesting") as advance:
+                result = run_job(kind, spec, get_settings(), progress=advance)
+        _present(kind.name, result, as_json)
 
     json_option = click.Option(["--json", "as_json"], is_flag=True, help="Print JSON.")
     return click.Command(
@@ -255,7 +255,7 @@ def run_cli(group: click.Group) -> None:
         sys.exit(1)
     except SelfieError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(130 if isinstance(exc, Interrupted) else 2)  # 130: stopped by Ctrl+C
+        sys.exit(exit_status(exc))
 
 
 def main() -> None:

@@ -12,6 +12,12 @@ always stops at once.
 
 Train: Ray Train installs its own SIGINT handler for a run and leaves it installed after;
 `restore_sigint` puts the previous one back, so a later Ctrl+C is not sent to a finished run.
+
+SIGTERM: how a job is cancelled over REST (Ray Jobs' stop sends it to the entrypoint's
+process group; the local backend too). `sigterm_as_ctrl_c` makes it the same interruption as
+Ctrl+C: inside a Tune phase the graceful stop above, anywhere else `KeyboardInterrupt` at
+once, so the job's MLflow run ends KILLED and the job exits as an interrupted one. `ray.init`
+installs its own SIGTERM handler (exit at once, status 1); `keep_sigterm` keeps ours.
 """
 
 from __future__ import annotations
@@ -71,6 +77,45 @@ def stop_on_interrupt(what: str) -> Iterator[None]:
             f"{what} was interrupted (Ctrl+C): its state is saved, and the same command with "
             "--resume continues it"
         )
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl+C: our Tune watch when a phase runs, else stop at once."""
+    handler = signal.getsignal(signal.SIGINT)
+    if isinstance(handler, _Watch):
+        handler(signal.SIGINT, frame)
+        return
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Around a whole job: SIGTERM interrupts it as Ctrl+C does (see the module's doc)."""
+    if not _on_main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def keep_sigterm() -> Iterator[None]:
+    """Around `ray.init`, which replaces the SIGTERM handler with an immediate exit: while a
+    job runs, put ours back (Ray's atexit hook still stops the local Ray it started). Outside
+    a job Ray's stays: it stops that local Ray on SIGTERM."""
+    if not _on_main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is _sigterm:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
