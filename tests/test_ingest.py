@@ -453,3 +453,19 @@ def test_ingest_bench_keeps_bytes_and_reports_rates(tmp_path: Path) -> None:
     assert set(r["images_per_s"]) == {"1_workers", "2_workers"} and r["speedup"]["1_vs_1"] == 1
     assert r["png_reencode_subset"]["png_bytes_out"] > 0
     assert not any(tmp_path.iterdir()), "generated files removed"
+
+
+def test_a_folder_of_same_size_squares_records_its_size(tmp_path: Path) -> None:
+    """A folder of uniform 32-px PNGs gets `image_size: 32` (pretraining then needs no
+    --image-size); one image of another size makes it None again."""
+    root = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"c{c}" / f"{i}.png")
+    spec = {"source": f"imagefolder:{root}", "shard_max_count": 4, "workers": 1}
+    assert ingest(IngestSpec(**spec, out=tmp_path / "same")).image_size == 32
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / "c1" / "odd.png")
+    assert ingest(IngestSpec(**spec, out=tmp_path / "mixed")).image_size is None

@@ -27,7 +27,13 @@ from pipelines.data.manifest import (
 from pipelines.ingest.pixel_stats import PixelSums, sample_positions
 from pipelines.ingest.pool import run_tasks
 from pipelines.ingest.shard_index import index_shards
-from pipelines.ingest.shard_tasks import EncodeOptions, ShardOutcome, ShardTask, build_shard
+from pipelines.ingest.shard_tasks import (
+    EncodeOptions,
+    ShardOutcome,
+    ShardTask,
+    build_shard,
+    common_square_side,
+)
 from pipelines.ingest.sources import (
     ArraySource,
     Entry,
@@ -262,7 +268,7 @@ def _manifest(
     mean, std = sums.mean_std()
     return Manifest(
         source=source.spec,
-        image_size=_stored_size(source, opts),
+        image_size=_stored_size(source, opts, outcomes),
         channels=source.channels,
         flip_ok=source.flip_ok,
         class_names=source.class_names,
@@ -281,10 +287,12 @@ def _manifest(
     )
 
 
-def _stored_size(source: Source, opts: IngestSpec) -> int | None:
-    """The square side every stored image has, or None when files keep their own sizes."""
+def _stored_size(source: Source, opts: IngestSpec, outcomes: list[ShardOutcome]) -> int | None:
+    """The square side every stored image has, or None when their sizes differ. Files kept
+    as they are count too: a folder of uniform 32-px PNGs is 32 (read from each image's
+    header as it was stored), so pretraining on it needs no --image-size."""
     if opts.image_size:
         return opts.image_size
     if source.image_size and isinstance(source, ArraySource):
         return opts.resize or source.image_size  # square arrays stay square when resized
-    return None
+    return common_square_side(outcomes)
