@@ -44,9 +44,3 @@ def _init_ray(settings: Settings) -> None:
             raise
         ray.init(log_to_driver=True)
         log.info("joined the Ray head already running on this machine")
-
-
-def cluster_cpus() -> int:
-    import ray
-
-    return int(ray.cluster_resources().get("CPU", 1))
