@@ -469,3 +469,11 @@ def test_a_folder_of_same_size_squares_records_its_size(tmp_path: Path) -> None:
     assert ingest(IngestSpec(**spec, out=tmp_path / "same")).image_size == 32
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / "c1" / "odd.png")
     assert ingest(IngestSpec(**spec, out=tmp_path / "mixed")).image_size is None
+
+
+def test_a_synthetic_source_too_big_to_hold_is_refused_before_generating(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match=r"over the 1 GiB limit: ask for fewer"):
+        ingest(IngestSpec(source="synthetic:100000000", out=tmp_path / "d"))
+    with pytest.raises(IngestError, match="at 4096 px"):
+        ingest(IngestSpec(source="synthetic:100", image_size=4096, out=tmp_path / "d"))
+    assert not (tmp_path / "d" / "manifest.json").exists()
