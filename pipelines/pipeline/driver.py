@@ -7,16 +7,14 @@ pipeline resumes the stage that stopped: a pretraining that finished is not run 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
-from pipelines.runtime.tracked_run import TrackedRun, tracked_run
+from pipelines.runtime.tracked_run import TrackedRun, read_result, results_dir, tracked_run
 from pipelines.runtime.tracking import find_named_run
 from pipelines.specs import MANIFEST_NAME, FileWeights, PipelineSpec, SpecError
 from pipelines.specs.names import (
     PRETRAIN_RUN_TAG,
     REPORT_ARTIFACT_DIR,
-    RESULT_FILE,
     SWEEP_RUN_TAG,
     run_ids_tag,
 )
@@ -37,9 +35,16 @@ class PipelineResult:
         return asdict(self)
 
 
+def _stage_run(run: TrackedRun, stage_name: str):
+    """On resume, the MLflow run of a stage that was started (None: start it now). Its status
+    is the one record of whether the stage is done: FINISHED means done."""
+    if not run.resumed:
+        return None
+    return find_named_run(run.client, run.experiment_id, stage_name)
+
+
 def _stage_started(run: TrackedRun, stage_name: str) -> bool:
-    """On resume, whether a stage's run exists (then it is resumed, not created again)."""
-    return run.resumed and find_named_run(run.client, run.experiment_id, stage_name) is not None
+    return _stage_run(run, stage_name) is not None
 
 
 @dataclass
@@ -55,15 +60,16 @@ def _pretrain(spec: PipelineSpec, settings: Settings, run: TrackedRun, k: int) -
     from pipelines.pretrain.driver import PretrainResult, run_pretrain
 
     name = f"{run.name}-pretrain" + (f"-s{k}" if k else "")
-    done = settings.resolved_workdir / "results" / name / RESULT_FILE
-    if run.resumed and done.is_file():
-        pre = PretrainResult(**json.loads(done.read_text()))
+    stage = _stage_run(run, name)
+    if stage is not None and stage.info.status == "FINISHED":
+        pre = PretrainResult(**read_result(stage, settings))
     else:
-        resume = _stage_started(run, name)
         pre = run_pretrain(
-            spec.pretrain_spec(k, name, resume=resume), settings, parent_run_id=run.run_id
+            spec.pretrain_spec(k, name, resume=stage is not None),
+            settings,
+            parent_run_id=run.run_id,
         )
-    return _Pretrained(pre.mlflow_run_id, pre.encoder, str(done.parent))
+    return _Pretrained(pre.mlflow_run_id, pre.encoder, str(results_dir(settings, name)))
 
 
 def run_pipeline(spec: PipelineSpec, settings: Settings, progress=None) -> PipelineResult:
