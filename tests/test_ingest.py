@@ -16,6 +16,7 @@ from pipelines.data.images import BadImage, check_image, decode_rgb
 from pipelines.data.manifest import load_manifest, sha256_file, verify_shards
 from pipelines.data.shard_io import iter_shard
 from pipelines.ingest.driver import IngestError, ingest
+from pipelines.runtime.progress import shown_by
 from pipelines.specs import IngestSpec
 from pipelines.specs.errors import DataError
 from tests.data_factories import make_cifar_tarball, make_image_folder
@@ -216,23 +217,25 @@ def test_image_files_kept_byte_for_byte_with_labels_sidecar(tmp_path: Path) -> N
 
 def test_shards_identical_whatever_the_worker_count(tmp_path: Path) -> None:
     root = _varied_folder(tmp_path / "imgs", per_class=9)
-    seen: dict[int, list[int]] = {}
+    seen: dict[int, list[dict]] = {}
     manifests = {}
     for workers in (1, 2):
         seen[workers] = []
-        manifests[workers] = ingest(
-            IngestSpec(
-                source=f"imagefolder:{root}",
-                out=tmp_path / f"w{workers}",
-                shard_max_count=5,
-                workers=workers,
-            ),
-            progress=seen[workers].append,
-        )
+        with shown_by(seen[workers].append):
+            manifests[workers] = ingest(
+                IngestSpec(
+                    source=f"imagefolder:{root}",
+                    out=tmp_path / f"w{workers}",
+                    shard_max_count=5,
+                    workers=workers,
+                )
+            )
     one, two = manifests[1], manifests[2]
     assert one.shards == two.shards and one.mean == two.mean and one.labels == two.labels
     assert len(one.shards["train"]) > 3
-    assert sum(seen[2]) == sum(one.counts.values()) and len(seen[2]) > 1
+    # Progress as every stage reports it: images done of the total, the last one complete.
+    last = seen[2][-1]
+    assert last["stage"] == "ingest" and last["done"] == last["total"] == sum(one.counts.values())
 
 
 def test_shards_cut_by_count_and_source_bytes(tmp_path: Path) -> None:

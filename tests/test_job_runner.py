@@ -59,3 +59,31 @@ def test_a_signalled_cli_job_ends_killed_with_status_130(tmp_path: Path, sig: in
         filter_string="tags.`selfie.run_name` = 'stop-me'",
     )
     assert run.info.status == "KILLED"
+
+
+def test_the_job_entry_prints_ingest_progress_as_every_stage_does(tmp_path: Path) -> None:
+    """Progress travels one way: the ingest stage reports as pretraining and sweeps do, and a
+    job (PROGRESS_ENV set by the backends) prints it as JSON lines with the total."""
+    import json
+
+    from pipelines.specs.names import (
+        JOB_KIND_ENV,
+        JOB_SPEC_ENV,
+        PROGRESS_ENV,
+        PROGRESS_MARKER,
+        RESULT_MARKER,
+    )
+
+    spec = {"source": "synthetic:60", "out": str(tmp_path / "d")}
+    env = {**os.environ, JOB_KIND_ENV: "ingest", JOB_SPEC_ENV: json.dumps(spec),
+           PROGRESS_ENV: "1", "SELFIE_WORKDIR": str(tmp_path / "work")}  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli.job_entry"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [json.loads(line.split(PROGRESS_MARKER, 1)[1])
+             for line in out.stdout.splitlines() if PROGRESS_MARKER in line]  # fmt: skip
+    assert lines and lines[-1]["stage"] == "ingest"
+    assert lines[-1]["done"] == lines[-1]["total"] == 60
+    assert out.stdout.splitlines()[-1].startswith(RESULT_MARKER)

@@ -14,7 +14,6 @@ from pipelines.specs.names import JOB_KIND_ENV, JOB_SPEC_ENV, RESULT_MARKER
 
 def main() -> int:
     from pipelines.cli.runner import exit_status, run_job
-    from pipelines.runtime.progress import CountProgress
     from pipelines.specs import JOB_KINDS, build_spec
     from pipelines.specs.errors import SelfieError
     from pipelines.specs.settings import Settings
@@ -29,7 +28,7 @@ def main() -> int:
     job = JOB_KINDS[kind]
     try:
         spec = build_spec(job.spec, json.loads(raw))
-        result = run_job(job, spec, Settings(), progress=CountProgress("ingest"))
+        result = run_job(job, spec, Settings())
     except SelfieError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exit_status(exc)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,12 +38,15 @@ console = Console(stderr=True)
 
 
 @contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[int], None]]:
-    """A live count on a terminal; silent when output is piped (CI logs stay readable)."""
+def progress_bar() -> Iterator[None]:
+    """The progress of the stages this process runs (`runtime.progress`), as a live bar per
+    stage on a terminal; silent when output is piped (CI logs stay readable)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from pipelines.runtime.progress import shown_by
+
     with Progress(
-        f"[bold]{label}",
+        "[bold]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -51,8 +54,16 @@ def progress_bar(label: str) -> Iterator[Callable[[int], None]]:
         disable=not console.is_terminal,
         transient=True,
     ) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda n: bar.advance(task, n)
+        tasks: dict[str, Any] = {}
+
+        def show(record: dict[str, Any]) -> None:
+            stage = record["stage"]
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=record.get("total"))
+            bar.update(tasks[stage], completed=record["done"], total=record.get("total"))
+
+        with shown_by(show):
+            yield
 
 
 def emit(result: dict, as_json: bool) -> None:
@@ -207,11 +218,8 @@ def job_command(kind: JobKind) -> click.Command:
         from pipelines.specs.settings import get_settings
 
         spec = _build(kind, options, config, values)
-        if not kind.takes_progress:
+        with progress_bar():
             result = run_job(kind, spec, get_settings())
-        else:
-            with progress_bar("ingesting") as advance:
-                result = run_job(kind, spec, get_settings(), progress=advance)
         _present(kind.name, result, as_json)
 
     json_option = click.Option(["--json", "as_json"], is_flag=True, help="Print JSON.")

@@ -9,7 +9,6 @@ doing; its MLflow run is then KILLED (`runtime.tracked_run`), and the process ex
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from pipelines.runtime.interrupt import sigterm_as_ctrl_c
@@ -23,18 +22,12 @@ EXIT_USER_ERROR = 2  # a `SelfieError`: the input, data or environment needs fix
 EXIT_INTERRUPTED = 130  # stopped by its user (the shell's status for Ctrl+C)
 
 
-def run_job(
-    kind: JobKind,
-    spec: Spec,
-    settings: Settings,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
+def run_job(kind: JobKind, spec: Spec, settings: Settings) -> dict[str, Any]:
     """Run one job to its result (as a dict); `Interrupted` when Ctrl+C or SIGTERM stopped
-    it. `progress` is called with counts of items done, for kinds that report them."""
-    options = {"progress": progress} if kind.takes_progress and progress else {}
+    it. Its progress goes where `runtime.progress` says (the caller may show it)."""
     with sigterm_as_ctrl_c():
         try:
-            return kind.run(spec, settings, **options).to_dict()
+            return kind.run(spec, settings).to_dict()
         except KeyboardInterrupt:
             again = ""
             if isinstance(spec, TrackedRunSpec):

@@ -11,7 +11,6 @@ changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,6 +49,7 @@ from pipelines.ingest.staging import (
     staging_dir,
     swap_into_place,
 )
+from pipelines.runtime.progress import ProgressCounter
 from pipelines.specs import IngestSpec
 
 __all__ = [
@@ -60,8 +60,6 @@ __all__ = [
     "run_ingest",
     "stratified_split",
 ]
-
-Progress = Callable[[int], None]
 
 
 def stratified_split(
@@ -129,9 +127,9 @@ class IngestResult:
         return asdict(self)
 
 
-def run_ingest(spec: IngestSpec, settings: object = None, progress: Progress | None = None):
+def run_ingest(spec: IngestSpec, settings: object = None):
     """The job runner (see `JOB_KINDS`): ingest, then summarise."""
-    return IngestResult.of(spec.out_dir(), ingest(spec, progress))
+    return IngestResult.of(spec.out_dir(), ingest(spec))
 
 
 def encode_options(opts: IngestSpec) -> EncodeOptions:
@@ -154,10 +152,9 @@ class IngestFigures:
     payload_out: int = 0
 
 
-def ingest(
-    opts: IngestSpec, progress: Progress | None = None, figures: IngestFigures | None = None
-) -> Manifest:
-    """Run the whole ingest; return the manifest written (and fill `figures` if given)."""
+def ingest(opts: IngestSpec, figures: IngestFigures | None = None) -> Manifest:
+    """Run the whole ingest; return the manifest written (and fill `figures` if given).
+    Progress: images written, as `report_progress("ingest", ...)`."""
     out = opts.out_dir()
     refuse_existing(out, opts.overwrite)
     if opts.source.startswith("shards:"):
@@ -166,7 +163,7 @@ def ingest(
                 "shards: are indexed in place as they are: drop image_size, resize and reencode"
             )
         out.mkdir(parents=True, exist_ok=True)
-        return index_shards(opts, progress)
+        return index_shards(opts)
     try:
         source = open_source(opts.source, opts.image_size, seed=opts.seed)
     except SourceError as exc:
@@ -184,12 +181,10 @@ def ingest(
     out.mkdir(parents=True, exist_ok=True)
     with staging_dir(out) as staging:
         tasks = _plan_tasks(source, splits, opts, staging)
+        counter = ProgressCounter("ingest", total=sum(len(entries) for entries in splits.values()))
         try:
             outcomes = run_tasks(
-                build_shard,
-                tasks,
-                opts.workers,
-                on_result=(lambda o: progress(o.count)) if progress else None,
+                build_shard, tasks, opts.workers, on_result=lambda o: counter.add(o.count)
             )
         except EntryError as exc:
             raise IngestError(str(exc)) from None

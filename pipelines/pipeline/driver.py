@@ -72,7 +72,7 @@ def _pretrain(spec: PipelineSpec, settings: Settings, run: TrackedRun, k: int) -
     return _Pretrained(pre.mlflow_run_id, pre.encoder, str(results_dir(settings, name)))
 
 
-def run_pipeline(spec: PipelineSpec, settings: Settings, progress=None) -> PipelineResult:
+def run_pipeline(spec: PipelineSpec, settings: Settings) -> PipelineResult:
     from pipelines.ingest.driver import ingest
     from pipelines.sweep.driver import run_sweep
 
@@ -83,7 +83,7 @@ def run_pipeline(spec: PipelineSpec, settings: Settings, progress=None) -> Pipel
         if not run.resumed:
             run.client.log_text(run.run_id, spec.model_dump_json(indent=2), "pipeline_spec.json")
         if needs_ingest:
-            ingest(spec.ingest_spec(), progress)
+            ingest(spec.ingest_spec())
         pretrainings = [_pretrain(spec, settings, run, k) for k in range(spec.pretrain_seeds)]
         run.client.set_tag(
             run.run_id, PRETRAIN_RUN_TAG, run_ids_tag([p.mlflow_run_id for p in pretrainings])
