@@ -1,8 +1,10 @@
 """Finetuning one encoder on one labeled subset: plain PyTorch, no Ray.
 
-The Tune trial and the tests both drive `finetune`, which yields one `EpochResult` per
-epoch with the model state of the best validation epoch so far. Validation data chooses;
-the test split is never read here.
+The one epoch loop of every trial: `finetune` yields one `EpochResult` per epoch with the
+model state of the best validation epoch so far, in one process (the Tune trial, the tests)
+or on each rank of a DDP trial (`Ranks`: the steps split among ranks, rank 0 validates, and
+every rank stops together when patience runs out). Validation data chooses; the test split
+is never read here.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +24,7 @@ from pipelines.data.normalize import normalized_batches
 from pipelines.specs import OptimSpec
 from pipelines.training.checkpoint import EncoderFile
 from pipelines.training.optim import build_optimizer, build_scheduler
-from pipelines.training.steps import classify_step, evaluate_classifier, place
+from pipelines.training.steps import classify_step, evaluate_classifier, place, unwrap
 from selfie_core.config import SelfieConfig
 from selfie_core.finetune_encoders import EncoderKind, build_encoder
 from selfie_core.weight_transfer import transfer_pretrained
@@ -67,6 +69,28 @@ class EpochResult:
     epochs_budget: int = 0
     steps_per_epoch: int = 0
     last: bool = False  # no epoch follows: budget spent or patience ran out
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process sits in its trial: the only process, or one rank of a DDP trial
+    (whose process group is up). Rank 0 validates and decides when to stop; the others
+    follow its decision, so every rank runs the same number of epochs (DDP hangs else)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def validates(self) -> bool:
+        return self.rank == 0
+
+    def agree(self, stop: bool) -> bool:
+        """Rank 0's `stop`, on every rank."""
+        if self.world == 1:
+            return stop
+        flag = torch.tensor([1 if stop else 0])
+        torch.distributed.broadcast(flag, src=0)
+        return bool(flag.item())
 
 
 def build_model(
@@ -145,22 +169,29 @@ def finetune(
     *,
     loader_workers: int = 0,
     decode_on: torch.device | None = None,
+    ranks: Ranks = Ranks(),
+    wrap: Callable[[nn.Module], nn.Module] = lambda model: model,
 ) -> Iterator[EpochResult]:
     """Finetune on the training samples at `indices` (manifest order; None: all of them).
 
     The subset is streamed from the shards by `loader_workers` processes (0: this
     process), never held in memory; batches arrive as uint8 and are normalised on the
     device. The stream is seeded by `cfg.seed` alone, so both inits see the same batches.
+    On several ranks each streams its share and takes the one-process step count split
+    among them; `wrap` is the DDP wrapper; results of ranks other than 0 carry no
+    validation figures (NaN) and no state.
     """
     size = model_image_size(
         data.manifest.image_size, model_config.image_size, model_config.patch_size
     )
     model = place(build_model(cfg, model_config, data.manifest.num_classes, encoder), device)
     num_labeled = len(indices) if indices is not None else data.manifest.counts["train"]
-    steps = steps_per_epoch(num_labeled, cfg)
+    steps = -(-steps_per_epoch(num_labeled, cfg) // ranks.world)
     train_batches = iter(
         data.train_loader(
             cfg.batch_size,
+            rank=ranks.rank,
+            world_size=ranks.world,
             num_workers=loader_workers,
             seed=cfg.seed,
             image_size=size,
@@ -172,23 +203,32 @@ def finetune(
     mean, std = data.manifest.mean, data.manifest.std
     epochs = epoch_budget(num_labeled, cfg)
     optimizer, scheduler, grad_clip = finetune_optimizer(model, cfg, steps, epochs)
+    model = wrap(model)
     best_acc, best_epoch, best_state = -1.0, 0, {}
     for epoch in range(1, epochs + 1):
         train_loss, train_acc = train_epoch(
             model, train_batches, steps, mean, std, device, optimizer, scheduler, grad_clip
         )
-        val = evaluate_classifier(model, normalized_batches(val_loader, mean, std, device), device)
-        improved = val.accuracy > best_acc
-        if improved:
-            best_acc, best_epoch = val.accuracy, epoch
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        out_of_patience = cfg.patience is not None and epoch - best_epoch >= cfg.patience
+        val_loss, val_acc, improved = math.nan, math.nan, False
+        if ranks.validates:
+            val = evaluate_classifier(
+                unwrap(model), normalized_batches(val_loader, mean, std, device), device
+            )
+            val_loss, val_acc, improved = val.loss, val.accuracy, val.accuracy > best_acc
+            if improved:
+                best_acc, best_epoch = val.accuracy, epoch
+                best_state = copy.deepcopy(
+                    {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+                )
+        out_of_patience = ranks.agree(
+            cfg.patience is not None and epoch - best_epoch >= cfg.patience
+        )
         yield EpochResult(
             epoch=epoch,
             train_loss=train_loss,
             train_accuracy=train_acc,
-            val_loss=val.loss,
-            val_accuracy=val.accuracy,
+            val_loss=val_loss,
+            val_accuracy=val_acc,
             improved=improved,
             best_val_accuracy=best_acc,
             best_epoch=best_epoch,
