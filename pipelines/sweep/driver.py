@@ -21,7 +21,7 @@ from pipelines.report.publish import publish_report
 from pipelines.report.results_table import CellResult
 from pipelines.runtime.interrupt import stop_on_interrupt
 from pipelines.runtime.tracked_run import TrackedRun, tracked_run
-from pipelines.specs import SpecError, SweepSpec
+from pipelines.specs import SpecError, SweepSpec, build_spec
 from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_TAG, run_ids_tag
 from pipelines.specs.settings import Settings
 from pipelines.sweep.trial import finetune_trial
@@ -148,7 +148,7 @@ def run_sweep(
     for split in ("val", "test"):
         if not data.manifest.counts.get(split):
             raise SpecError(f"data dir {spec.data!r} has no {split} split: re-ingest with one")
-    spec = spec.model_copy(update={"data": str(data.data_dir.resolve())})
+    spec = build_spec(SweepSpec, spec.model_dump() | {"data": str(data.data_dir.resolve())})
     resolved = [resolve_weights(ref, settings) for ref in spec.pretrained]
     _refuse_the_same_weights_twice(resolved)
     if resolved:
@@ -221,9 +221,9 @@ def _tune(
     from pipelines.runtime.ray_cluster import ensure_ray
 
     ensure_ray(settings)
-    spec = resolve_trial_shape(spec).model_copy(  # trials see the resolved shape and storage
-        update={"storage_path": spec.storage_path or settings.resolved_storage_path}
-    )
+    storage = spec.storage_path or settings.resolved_storage_path
+    # Trials see the resolved shape and storage, validated as any spec is.
+    spec = build_spec(SweepSpec, resolve_trial_shape(spec).model_dump() | {"storage_path": storage})
     encoders = [ray.put(w.encoder) for w in resolved]
 
     @functools.cache
