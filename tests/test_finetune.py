@@ -97,8 +97,8 @@ def test_selfie_init_copies_the_encoder(kind: str) -> None:
     assert not torch.equal(src, s_dst)
 
 
-def test_selfie_init_without_encoder_is_refused() -> None:
-    with pytest.raises(ValueError, match="needs a pretrained encoder"):
+def test_selfie_init_without_weights_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs pretrained weights"):
         build_model(_cfg(init="selfie"), SelfieConfig(), 4, None)
 
 

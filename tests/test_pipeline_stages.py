@@ -38,7 +38,7 @@ def test_a_finished_pretraining_is_not_run_again(tmp_path: Path) -> None:
     spec, settings = _pipeline_with_a_pretraining(tmp_path, "FINISHED")
     with tracked_run(spec, settings, kind="pipeline") as run:
         pre = _pretrain(spec, settings, run, 0)
-    assert pre.encoder == "e.pt" and pre.result_dir == str(results_dir(settings, "p-pretrain"))
+    assert pre.weights == "e.pt" and pre.result_dir == str(results_dir(settings, "p-pretrain"))
 
 
 def test_a_result_file_of_an_unfinished_pretraining_does_not_make_it_done(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ class PipelineResult:
     mlflow_run_id: str
     pretrain_run_ids: list[str]
     sweep_run_id: str
-    encoders: list[str]
+    weights: list[str]  # the pretrained weights files, one per pretraining seed
     table_markdown: str
     report_dir: str
 
@@ -50,7 +50,7 @@ def _stage_started(run: TrackedRun, stage_name: str) -> bool:
 @dataclass
 class _Pretrained:
     mlflow_run_id: str
-    encoder: str
+    weights: str
     result_dir: str
 
 
@@ -69,6 +69,7 @@ def _pretrain(spec: PipelineSpec, settings: Settings, run: TrackedRun, k: int) -
             settings,
             parent_run_id=run.run_id,
         )
+    # `PretrainResult.encoder` is the weights file (its name is pretrain's to change).
     return _Pretrained(pre.mlflow_run_id, pre.encoder, str(results_dir(settings, name)))
 
 
@@ -105,7 +106,7 @@ def run_pipeline(spec: PipelineSpec, settings: Settings) -> PipelineResult:
             mlflow_run_id=run.run_id,
             pretrain_run_ids=[p.mlflow_run_id for p in pretrainings],
             sweep_run_id=sweep.mlflow_run_id,
-            encoders=[p.encoder for p in pretrainings],
+            weights=[p.weights for p in pretrainings],
             table_markdown=sweep.table_markdown,
             report_dir=sweep.report_dir,
         )

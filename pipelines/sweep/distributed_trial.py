@@ -34,7 +34,7 @@ def run_distributed_trial(
     sweep: dict,
     indices: list[int] | None,
     model_config: dict,
-    encoder,
+    weights,
 ) -> None:
     from ray import tune
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -55,7 +55,7 @@ def run_distributed_trial(
             "sweep": sweep,
             "indices": indices,
             "model_config": model_config,
-            "encoder": encoder,
+            "weights": weights,
         },
         scaling_config=ScalingConfig(
             num_workers=spec.workers_per_trial,
@@ -107,7 +107,7 @@ def distributed_finetune_worker(loop: dict) -> None:
     epochs: list[dict] = []
     best_state: dict = {}
     last_epoch = 0
-    for result in trial.epochs(loop["encoder"], ranks, wrap=ray.train.torch.prepare_model):
+    for result in trial.epochs(loop["weights"], ranks, wrap=ray.train.torch.prepare_model):
         metrics = {**epoch_metrics(result, trial.labeled), "workers": ranks.world}
         last_epoch = result.epoch
         if ranks.validates:

@@ -94,7 +94,7 @@ def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellRe
     """Per cell, the trial with the best validation accuracy, then its test accuracy.
 
     A cell is (architecture, init, pretraining seed, fraction, seed): with several pretrained
-    encoders each pretraining seed of a selfie cell is a cell of its own; the report averages
+    weights each pretraining seed of a selfie cell is a cell of its own; the report averages
     them per finetune seed. Cells of the plan with no result at all are listed as failed.
     """
     import ray
@@ -152,10 +152,10 @@ def run_sweep(
     resolved = [resolve_weights(ref, settings) for ref in spec.pretrained]
     _refuse_the_same_weights_twice(resolved)
     if resolved:
-        # The loader resizes the data to the size the encoders were pretrained at.
-        model_config = resolved[0].encoder.config
+        # The loader resizes the data to the size the weights were pretrained at.
+        model_config = resolved[0].weights.config
         for weights in resolved[1:]:
-            if weights.encoder.config != model_config:
+            if weights.weights.config != model_config:
                 raise SpecError(
                     f"pretrained weights {weights.location!r} were trained as another model "
                     f"than {resolved[0].location!r}: give weights of one preset and image size"
@@ -224,7 +224,7 @@ def _tune(
     storage = spec.storage_path or settings.resolved_storage_path
     # Trials see the resolved shape and storage, validated as any spec is.
     spec = build_spec(SweepSpec, resolve_trial_shape(spec).model_dump() | {"storage_path": storage})
-    encoders = [ray.put(w.encoder) for w in resolved]
+    weights = [ray.put(w.weights) for w in resolved]
 
     @functools.cache
     def trainable(may_stop_early: bool):
@@ -236,7 +236,7 @@ def _tune(
                 sweep=spec.model_dump(),
                 subsets=subsets,
                 model_config=model_config.to_dict(),
-                encoders=encoders,
+                weights=weights,
                 may_stop_early=may_stop_early,
             ),
             trial_resources(spec),

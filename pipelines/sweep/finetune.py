@@ -32,7 +32,9 @@ from selfie_core.weight_transfer import transfer_pretrained
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """One trial's recipe. The budget is the same for both inits of a cell.
+    """One trial's recipe. `encoder` is the architecture finetuned (resnet50 | hybrid); the
+    pretrained weights a selfie trial starts from are its `weights`, passed beside it. The
+    budget is the same for both inits of a cell.
 
     Budget in optimizer steps: `epochs` passes over the subset (an epoch is at least
     `min_steps_per_epoch` steps), but at least `min_steps` in all, so a tiny subset still gets
@@ -94,18 +96,19 @@ class Ranks:
 
 
 def build_model(
-    cfg: FinetuneConfig, model_config: SelfieConfig, num_classes: int, encoder: EncoderFile | None
+    cfg: FinetuneConfig, model_config: SelfieConfig, num_classes: int, weights: EncoderFile | None
 ) -> nn.Module:
-    """The same network for both inits; `selfie` copies the pretrained P (and A) into it."""
+    """The same network (the `cfg.encoder` architecture) for both inits; `selfie` copies the
+    pretrained P (and A) from `weights` into it."""
     torch.manual_seed(cfg.seed)
     model = build_encoder(cfg.encoder, model_config, num_classes)
     if cfg.init == "selfie":
-        if encoder is None:
-            raise ValueError("init 'selfie' needs a pretrained encoder")
+        if weights is None:
+            raise ValueError("init 'selfie' needs pretrained weights")
         transfer_pretrained(
             model,
-            encoder.state_dict,
-            pretrained_config=encoder.config,
+            weights.state_dict,
+            pretrained_config=weights.config,
             encoder_config=model_config,
         )
     return model
@@ -164,7 +167,7 @@ def finetune(
     data: ShardData,
     indices: Sequence[int] | None,
     model_config: SelfieConfig,
-    encoder: EncoderFile | None,
+    weights: EncoderFile | None,
     device: torch.device,
     *,
     loader_workers: int = 0,
@@ -184,7 +187,7 @@ def finetune(
     size = model_image_size(
         data.manifest.image_size, model_config.image_size, model_config.patch_size
     )
-    model = place(build_model(cfg, model_config, data.manifest.num_classes, encoder), device)
+    model = place(build_model(cfg, model_config, data.manifest.num_classes, weights), device)
     num_labeled = len(indices) if indices is not None else data.manifest.counts["train"]
     steps = -(-steps_per_epoch(num_labeled, cfg) // ranks.world)
     train_batches = iter(

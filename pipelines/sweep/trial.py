@@ -14,15 +14,15 @@ from pipelines.sweep.trial_setup import BEST_STATE_FILE, epoch_metrics, setup_tr
 from pipelines.training.checkpoint import EncoderFile
 
 
-def trial_encoder(params: dict, encoders: list) -> EncoderFile | None:
+def trial_weights(params: dict, weights: list) -> EncoderFile | None:
     """The pretrained weights of a selfie trial (its pretraining seed's); None for scratch.
 
-    `encoders` holds one object-store reference per pretraining, so a trial fetches only the
-    encoder it finetunes, not all K of them."""
+    `weights` holds one object-store reference per pretraining, so a trial fetches only the
+    weights it finetunes, not all K of them."""
     import ray
 
     index = weights_index(params)
-    return None if index is None else ray.get(encoders[index])
+    return None if index is None else ray.get(weights[index])
 
 
 def finetune_trial(
@@ -31,22 +31,22 @@ def finetune_trial(
     sweep: dict,
     subsets: dict[str, list[int] | None],
     model_config: dict,
-    encoders: list,  # ray.ObjectRef[EncoderFile], one per pretraining
+    weights: list,  # ray.ObjectRef[EncoderFile], one per pretraining
     may_stop_early: bool = False,
 ) -> None:
     from ray import tune
 
     config = trial_params(config)
-    encoder = trial_encoder(config, encoders)
+    pretrained = trial_weights(config, weights)
     indices = subsets[subset_key(config["fraction"], config["seed"])]
     if SweepSpec.model_validate(sweep).workers_per_trial > 1:  # DDP on Train workers
         from pipelines.sweep.distributed_trial import run_distributed_trial
 
         return run_distributed_trial(
-            config, sweep=sweep, indices=indices, model_config=model_config, encoder=encoder
+            config, sweep=sweep, indices=indices, model_config=model_config, weights=pretrained
         )
     trial = setup_trial(sweep, config, indices, model_config)
-    for result in trial.epochs(encoder):
+    for result in trial.epochs(pretrained):
         metrics = epoch_metrics(result, trial.labeled)
         # Checkpoint the best-validation weights once, at the end; a trial ASHA may stop at
         # any epoch (`may_stop_early`: the search's, with asha) at every improvement.

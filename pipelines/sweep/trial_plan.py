@@ -1,6 +1,6 @@
 """Which trials a sweep runs: its cells, its arms and its search protocol.
 
-An arm is an init with its weights: `scratch`, and `selfie` once per pretrained encoder
+An arm is an init with its weights: `scratch`, and `selfie` once per pretrained weights
 (pretraining seed k = the k-th weights the spec names). A cell is (architecture, arm,
 labeled fraction, finetune seed). Arms, not init x pretraining seed, so that scratch is not
 trained once per pretraining seed.
@@ -85,11 +85,11 @@ def cell_of(params: Mapping[str, Any]) -> Cell:
     )
 
 
-def arms(inits: Iterable[str], encoders: int) -> list[tuple[str, int | None]]:
-    """(init, pretraining seed) pairs: scratch once, selfie once per pretrained encoder."""
+def arms(inits: Iterable[str], pretrainings: int) -> list[tuple[str, int | None]]:
+    """(init, pretraining seed) pairs: scratch once, selfie once per pretrained weights."""
     out: list[tuple[str, int | None]] = []
     for init in inits:
-        out += [(init, None)] if init == "scratch" else [(init, k) for k in range(encoders)]
+        out += [(init, None)] if init == "scratch" else [(init, k) for k in range(pretrainings)]
     return out
 
 

@@ -56,14 +56,14 @@ class TrialSetup:
     def labeled(self) -> int:
         return len(self.indices) if self.indices is not None else self.data.manifest.counts["train"]
 
-    def epochs(self, encoder: EncoderFile | None, ranks: Ranks = Ranks(), wrap=lambda model: model):
+    def epochs(self, weights: EncoderFile | None, ranks: Ranks = Ranks(), wrap=lambda model: model):
         """The trial's epochs (`finetune.finetune`), streamed as its spec says."""
         return finetune(
             self.cfg,
             self.data,
             self.indices,
             self.model_config,
-            encoder,
+            weights,
             self.device,
             loader_workers=self.spec.loader_workers,
             decode_on=decode_device(self.spec.jpeg_decode, self.device),
