@@ -137,3 +137,27 @@ def test_unpatchable_model_size_is_refused_early(data: ShardData) -> None:
     object.__setattr__(bad, "image_size", 36)  # as a config from elsewhere might say
     with pytest.raises(SpecError, match="image size 36"):
         next(finetune(_cfg(), data, None, bad, None, torch.device("cpu")))
+
+
+def test_one_trial_setup_serves_the_epochs_and_the_test(data: ShardData) -> None:
+    """The setup a trial does (spec validated, threads, device, data) is the one the test
+    evaluation of its chosen weights does too."""
+    from pipelines.specs import SweepSpec
+    from pipelines.sweep.trial_setup import setup_trial
+
+    sweep = SweepSpec(data=str(data.data_dir), inits=["scratch"], epochs=1, batch_size=32,
+                      min_steps_per_epoch=2, min_steps=0, loader_workers=0)  # fmt: skip
+    config = {"encoder": "resnet50", "init": "scratch", "lr": 1e-2, "weight_decay": 0.05,
+              "seed": 0}  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        trial = setup_trial(
+            sweep.model_dump(), config, [0, 1, 2, 3, 4, 5], SelfieConfig().to_dict()
+        )
+        assert trial.device.type == "cpu" and trial.labeled == 6
+        assert torch.get_num_threads() == sweep.cpus_per_trial
+        (result,) = list(trial.epochs(None))
+        assert result.last and result.steps_per_epoch == 2
+        assert 0.0 <= trial.test_accuracy(result.best_state) <= 1.0
+    finally:
+        torch.set_num_threads(threads)

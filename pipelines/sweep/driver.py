@@ -42,7 +42,7 @@ from pipelines.sweep.trial_plan import (
     trial_params,
 )
 from pipelines.sweep.trial_resources import resolve_trial_shape, trial_resources
-from pipelines.sweep.trial_setup import BEST_STATE_FILE, finetune_config, subset_key
+from pipelines.sweep.trial_setup import BEST_STATE_FILE, setup_trial, subset_key
 from pipelines.sweep.weights_source import ResolvedWeights
 from selfie_core.config import SelfieConfig
 
@@ -63,27 +63,13 @@ class SweepResult:
 
 
 def _test_accuracy(sweep: dict, config: dict, model_config: dict, checkpoint) -> float:
+    """Test accuracy of a chosen trial's best weights, set up as its trial was."""
     import torch
 
-    from pipelines.data.device_decode import decode_device
-    from pipelines.sweep.finetune import evaluate_on_test
-    from selfie_core.config import SelfieConfig
-
-    spec = SweepSpec.model_validate(sweep)
-    torch.set_num_threads(spec.cpus_per_trial)
-    device = torch.device("cuda" if spec.gpus_per_trial and torch.cuda.is_available() else "cpu")
+    trial = setup_trial(sweep, config, None, model_config)
     with checkpoint.as_directory() as directory:
         state = torch.load(Path(directory) / BEST_STATE_FILE, map_location="cpu", weights_only=True)
-    data = ShardData.open(spec.data_dir())
-    cfg = finetune_config(spec, config)
-    return evaluate_on_test(
-        cfg,
-        data,
-        SelfieConfig.from_dict(model_config),
-        state,
-        device,
-        decode_on=decode_device(spec.jpeg_decode, device),
-    )
+    return trial.test_accuracy(state)
 
 
 def _int_or_none(value) -> int | None:

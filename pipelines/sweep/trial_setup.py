@@ -12,7 +12,13 @@ import torch
 from pipelines.data.device_decode import decode_device
 from pipelines.data.loader import ShardData
 from pipelines.specs import SweepSpec
-from pipelines.sweep.finetune import EpochResult, FinetuneConfig, Ranks, finetune
+from pipelines.sweep.finetune import (
+    EpochResult,
+    FinetuneConfig,
+    Ranks,
+    evaluate_on_test,
+    finetune,
+)
 from pipelines.training.checkpoint import EncoderFile
 from selfie_core.config import SelfieConfig
 
@@ -69,6 +75,18 @@ class TrialSetup:
             decode_on=decode_device(self.spec.jpeg_decode, self.device),
             ranks=ranks,
             wrap=wrap,
+        )
+
+    def test_accuracy(self, state: dict[str, torch.Tensor]) -> float:
+        """Accuracy on the test split of the weights validation chose (read once, after)."""
+        return evaluate_on_test(
+            self.cfg,
+            self.data,
+            self.model_config,
+            state,
+            self.device,
+            loader_workers=self.spec.loader_workers,
+            decode_on=decode_device(self.spec.jpeg_decode, self.device),
         )
 
 
