@@ -161,3 +161,20 @@ def test_one_trial_setup_serves_the_epochs_and_the_test(data: ShardData) -> None
         assert 0.0 <= trial.test_accuracy(result.best_state) <= 1.0
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_trial_resolves_its_plan_once_and_the_loop_follows_it(data: ShardData) -> None:
+    """Image size, steps, epochs and the lr recipe resolved into one validated plan; on two
+    ranks the steps of an epoch are split, the budget in epochs is not."""
+    from pipelines.sweep.finetune import FinetunePlan, plan_finetune
+
+    cfg = _cfg(epochs=2, min_steps_per_epoch=1, warmup_epochs=1)
+    plan = plan_finetune(cfg, data.manifest, SelfieConfig(), num_labeled=100)
+    assert (plan.image_size, plan.steps_per_epoch, plan.epochs) == (32, 4, 2)
+    assert plan.optim.warmup_steps == 4 and plan.optim.lr == cfg.lr and plan.total_steps == 8
+    two = plan_finetune(cfg, data.manifest, SelfieConfig(), num_labeled=100, world=2)
+    assert (two.steps_per_epoch, two.epochs, two.optim.warmup_steps) == (2, 2, 2)
+    with pytest.raises(ValueError, match="positive"):
+        FinetunePlan(image_size=32, steps_per_epoch=0, epochs=2, optim=plan.optim)
+    results = list(finetune(cfg, data, list(range(100)), SelfieConfig(), None, torch.device("cpu")))
+    assert [(r.steps_per_epoch, r.epochs_budget) for r in results] == [(4, 2), (4, 2)]

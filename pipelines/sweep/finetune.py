@@ -20,6 +20,7 @@ from torch import nn
 
 from pipelines.data.geometry import model_image_size
 from pipelines.data.loader import ShardData
+from pipelines.data.manifest import Manifest
 from pipelines.data.normalize import normalized_batches
 from pipelines.specs import OptimSpec
 from pipelines.training.checkpoint import EncoderFile
@@ -128,17 +129,63 @@ def epoch_budget(num_samples: int, cfg: FinetuneConfig) -> int:
     return max(1, math.ceil(total / per_epoch))
 
 
+def finetune_image_size(manifest: Manifest, model_config: SelfieConfig) -> int:
+    """The side the trial's images are loaded at (the model's, checked for patching)."""
+    return model_image_size(manifest.image_size, model_config.image_size, model_config.patch_size)
+
+
+@dataclass(frozen=True)
+class FinetunePlan:
+    """What one trial does, resolved once from its recipe, its data and its model, before
+    its first step: the image size, the steps of an epoch on each rank, the epochs budgeted
+    and the learning-rate recipe (a validated `OptimSpec`: AdamW, warmup, then cosine to
+    zero over the whole budget). The loop, the optimizer and the reports read it; nothing
+    downstream recomputes a value of it."""
+
+    image_size: int
+    steps_per_epoch: int
+    epochs: int
+    optim: OptimSpec
+
+    def __post_init__(self) -> None:
+        if min(self.image_size, self.steps_per_epoch, self.epochs) < 1:
+            raise ValueError(f"a finetune plan needs positive sizes and counts, got {self}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def plan_finetune(
+    cfg: FinetuneConfig,
+    manifest: Manifest,
+    model_config: SelfieConfig,
+    num_labeled: int,
+    world: int = 1,
+) -> FinetunePlan:
+    """The trial's plan; on `world` ranks the one-process steps of an epoch are split among
+    them (each streams its share of the subset), the budget in epochs unchanged."""
+    steps = -(-steps_per_epoch(num_labeled, cfg) // world)
+    return FinetunePlan(
+        image_size=finetune_image_size(manifest, model_config),
+        steps_per_epoch=steps,
+        epochs=epoch_budget(num_labeled, cfg),
+        optim=OptimSpec(
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            warmup_steps=cfg.warmup_epochs * steps,
+            min_lr_ratio=0.0,
+        ),
+    )
+
+
 def finetune_optimizer(
-    model: nn.Module, cfg: FinetuneConfig, steps: int, epochs: int
+    model: nn.Module, plan: FinetunePlan
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, float | None]:
-    """AdamW with warmup then cosine to zero over the trial's budget, the same for both
-    inits and for one-process and distributed trials; returns the gradient clip too."""
-    optim = OptimSpec(
-        lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_epochs * steps,
-        min_lr_ratio=0.0,
-    )  # fmt: skip
-    optimizer = build_optimizer(model, optim)
-    return optimizer, build_scheduler(optimizer, optim, epochs * steps), optim.grad_clip
+    """The plan's recipe, the same for both inits and for one-process and distributed
+    trials; returns the gradient clip too."""
+    optimizer = build_optimizer(model, plan.optim)
+    return optimizer, build_scheduler(optimizer, plan.optim, plan.total_steps), plan.optim.grad_clip
 
 
 def train_epoch(
@@ -184,12 +231,10 @@ def finetune(
     among them; `wrap` is the DDP wrapper; results of ranks other than 0 carry no
     validation figures (NaN) and no state.
     """
-    size = model_image_size(
-        data.manifest.image_size, model_config.image_size, model_config.patch_size
-    )
-    model = place(build_model(cfg, model_config, data.manifest.num_classes, weights), device)
     num_labeled = len(indices) if indices is not None else data.manifest.counts["train"]
-    steps = -(-steps_per_epoch(num_labeled, cfg) // ranks.world)
+    plan = plan_finetune(cfg, data.manifest, model_config, num_labeled, ranks.world)
+    size, steps, epochs = plan.image_size, plan.steps_per_epoch, plan.epochs
+    model = place(build_model(cfg, model_config, data.manifest.num_classes, weights), device)
     train_batches = iter(
         data.train_loader(
             cfg.batch_size,
@@ -204,8 +249,7 @@ def finetune(
     )
     val_loader = data.eval_loader("val", 256, loader_workers, image_size=size, decode_on=decode_on)
     mean, std = data.manifest.mean, data.manifest.std
-    epochs = epoch_budget(num_labeled, cfg)
-    optimizer, scheduler, grad_clip = finetune_optimizer(model, cfg, steps, epochs)
+    optimizer, scheduler, grad_clip = finetune_optimizer(model, plan)
     model = wrap(model)
     best_acc, best_epoch, best_state = -1.0, 0, {}
     for epoch in range(1, epochs + 1):
@@ -258,9 +302,7 @@ def evaluate_on_test(
     model = build_encoder(cfg.encoder, model_config, data.manifest.num_classes)
     model.load_state_dict(state)
     model = place(model, device)
-    size = model_image_size(
-        data.manifest.image_size, model_config.image_size, model_config.patch_size
-    )
+    size = finetune_image_size(data.manifest, model_config)
     batches = data.eval_loader("test", 256, loader_workers, image_size=size, decode_on=decode_on)
     mean, std = data.manifest.mean, data.manifest.std
     test = normalized_batches(batches, mean, std, device)
