@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pipelines.specs.errors import Interrupted
@@ -89,17 +89,28 @@ def _sigterm(signum: int, frame: object) -> None:
 
 
 @contextmanager
+def _put_back(signum: int, only_if: Callable[[object], bool] = lambda _: True) -> Iterator[bool]:
+    """Around a block that may replace `signum`'s handler: put the one before it back (when
+    `only_if` says so). Yields whether handlers can be set here: signals reach the main
+    thread only, so elsewhere there is nothing to install or put back."""
+    if not _on_main_thread():
+        yield False
+        return
+    previous = signal.getsignal(signum)
+    try:
+        yield True
+    finally:
+        if only_if(previous):
+            signal.signal(signum, previous)
+
+
+@contextmanager
 def sigterm_as_ctrl_c() -> Iterator[None]:
     """Around a whole job: SIGTERM interrupts it as Ctrl+C does (see the module's doc)."""
-    if not _on_main_thread():
+    with _put_back(signal.SIGTERM) as on_main_thread:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, _sigterm)
         yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -107,25 +118,12 @@ def keep_sigterm() -> Iterator[None]:
     """Around `ray.init`, which replaces the SIGTERM handler with an immediate exit: while a
     job runs, put ours back (Ray's atexit hook still stops the local Ray it started). Outside
     a job Ray's stays: it stops that local Ray on SIGTERM."""
-    if not _on_main_thread():
+    with _put_back(signal.SIGTERM, only_if=lambda previous: previous is _sigterm):
         yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        yield
-    finally:
-        if previous is _sigterm:
-            signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
 def restore_sigint() -> Iterator[None]:
     """Put back the SIGINT handler a Ray Train run replaced (it leaves its own installed)."""
-    if not _on_main_thread():
+    with _put_back(signal.SIGINT):
         yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
