@@ -62,32 +62,26 @@ class TrialSetup:
     def labeled(self) -> int:
         return len(self.indices) if self.indices is not None else self.data.manifest.counts["train"]
 
+    @property
+    def streaming(self) -> dict:
+        """How the trial's data is read: its spec's loader processes and JPEG decode."""
+        return {
+            "loader_workers": self.spec.loader_workers,
+            "decode_on": decode_device(self.spec.jpeg_decode, self.device),
+        }
+
     def epochs(self, weights: EncoderFile | None, ranks: Ranks = Ranks(), wrap=lambda model: model):
-        """The trial's epochs (`finetune.finetune`), streamed as its spec says."""
+        """The trial's epochs (`finetune.finetune`)."""
+        cfg, data, config = self.cfg, self.data, self.model_config
         return finetune(
-            self.cfg,
-            self.data,
-            self.indices,
-            self.model_config,
-            weights,
-            self.device,
-            loader_workers=self.spec.loader_workers,
-            decode_on=decode_device(self.spec.jpeg_decode, self.device),
-            ranks=ranks,
-            wrap=wrap,
-        )
+            cfg, data, self.indices, config, weights, self.device,
+            ranks=ranks, wrap=wrap, **self.streaming,
+        )  # fmt: skip
 
     def test_accuracy(self, state: dict[str, torch.Tensor]) -> float:
         """Accuracy on the test split of the weights validation chose (read once, after)."""
-        return evaluate_on_test(
-            self.cfg,
-            self.data,
-            self.model_config,
-            state,
-            self.device,
-            loader_workers=self.spec.loader_workers,
-            decode_on=decode_device(self.spec.jpeg_decode, self.device),
-        )
+        config = self.model_config
+        return evaluate_on_test(self.cfg, self.data, config, state, self.device, **self.streaming)
 
 
 def setup_trial(
