@@ -79,13 +79,24 @@ def stop_on_interrupt(what: str) -> Iterator[None]:
         )
 
 
-def _sigterm(signum: int, frame: object) -> None:
-    """SIGTERM as Ctrl+C: our Tune watch when a phase runs, else stop at once."""
-    handler = signal.getsignal(signal.SIGINT)
-    if isinstance(handler, _Watch):
-        handler(signal.SIGINT, frame)
-        return
-    raise KeyboardInterrupt
+class _Sigterm:
+    """SIGTERM as Ctrl+C: our Tune watch when a phase runs, else stop at once. Once only: a
+    stop often arrives twice (a process-group signal, then the local runner passing it on),
+    and a second interruption must not cut short the first one's clean-up (marking the
+    MLflow run KILLED); a stop that does not end is ended by SIGKILL, not by us."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.received:
+            return
+        self.received = True
+        handler = signal.getsignal(signal.SIGINT)
+        if isinstance(handler, _Watch):
+            handler(signal.SIGINT, frame)
+            return
+        raise KeyboardInterrupt
 
 
 @contextmanager
@@ -109,7 +120,7 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
     """Around a whole job: SIGTERM interrupts it as Ctrl+C does (see the module's doc)."""
     with _put_back(signal.SIGTERM) as on_main_thread:
         if on_main_thread:
-            signal.signal(signal.SIGTERM, _sigterm)
+            signal.signal(signal.SIGTERM, _Sigterm())
         yield
 
 
@@ -118,7 +129,7 @@ def keep_sigterm() -> Iterator[None]:
     """Around `ray.init`, which replaces the SIGTERM handler with an immediate exit: while a
     job runs, put ours back (Ray's atexit hook still stops the local Ray it started). Outside
     a job Ray's stays: it stops that local Ray on SIGTERM."""
-    with _put_back(signal.SIGTERM, only_if=lambda previous: previous is _sigterm):
+    with _put_back(signal.SIGTERM, only_if=lambda previous: isinstance(previous, _Sigterm)):
         yield
 
 
