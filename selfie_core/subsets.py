@@ -7,10 +7,8 @@ differ only by the extra labels.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -28,14 +26,3 @@ def labeled_subset(labels: Sequence[int] | np.ndarray, fraction: float, seed: in
         take = max(1, math.floor(fraction * len(members) + 1e-9))
         chosen.append(order[:take])
     return sorted(int(i) for i in np.concatenate(chosen))
-
-
-def save_subset(path: str | Path, indices: Sequence[int], *, fraction: float, seed: int) -> None:
-    Path(path).write_text(
-        json.dumps({"fraction": fraction, "seed": seed, "indices": list(map(int, indices))})
-    )
-
-
-def load_subset(path: str | Path) -> list[int]:
-    data = json.loads(Path(path).read_text())
-    return [int(i) for i in data["indices"]]

@@ -56,3 +56,27 @@ def test_a_trial_on_two_workers_reports_and_is_tested(tmp_path: Path, ray_sessio
     assert len(runs) == 1, list(Path(settings.resolved_storage_path).iterdir())
     (epochs,) = runs[0].glob("checkpoint_*/epochs.json")
     assert json.loads(epochs.read_text())[-1]["workers"] == 2
+
+
+def test_a_distributed_trial_stops_on_patience(tmp_path: Path, ray_session) -> None:
+    """One class: validation accuracy is 1.0 from the first epoch and never improves on it,
+    so patience 1 ends the trial after epoch 2 of its 5 on both ranks (a rank that went on
+    alone would hang DDP)."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs" / "only"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    data = tmp_path / "data"
+    ingest(IngestSpec(source=f"imagefolder:{folder.parent}", out=data, shard_max_count=10))
+    settings = Settings(workdir=tmp_path)
+    result = run_sweep(_spec(data, epochs=5, patience=1), settings)
+    assert result.trials == 1 and result.failed_trials == 0, result
+    (run,) = Path(settings.resolved_storage_path).glob(f"{result.run_name}-train-*")
+    (epochs,) = run.glob("checkpoint_*/epochs.json")
+    reported = json.loads(epochs.read_text())
+    assert [e["epoch"] for e in reported] == [1, 2]
+    assert reported[-1]["epochs_budget"] == 5 and reported[-1]["best_epoch"] == 1

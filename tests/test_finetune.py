@@ -97,8 +97,8 @@ def test_selfie_init_copies_the_encoder(kind: str) -> None:
     assert not torch.equal(src, s_dst)
 
 
-def test_selfie_init_without_encoder_is_refused() -> None:
-    with pytest.raises(ValueError, match="needs a pretrained encoder"):
+def test_selfie_init_without_weights_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs pretrained weights"):
         build_model(_cfg(init="selfie"), SelfieConfig(), 4, None)
 
 
@@ -137,3 +137,44 @@ def test_unpatchable_model_size_is_refused_early(data: ShardData) -> None:
     object.__setattr__(bad, "image_size", 36)  # as a config from elsewhere might say
     with pytest.raises(SpecError, match="image size 36"):
         next(finetune(_cfg(), data, None, bad, None, torch.device("cpu")))
+
+
+def test_one_trial_setup_serves_the_epochs_and_the_test(data: ShardData) -> None:
+    """The setup a trial does (spec validated, threads, device, data) is the one the test
+    evaluation of its chosen weights does too."""
+    from pipelines.specs import SweepSpec
+    from pipelines.sweep.trial_setup import setup_trial
+
+    sweep = SweepSpec(data=str(data.data_dir), inits=["scratch"], epochs=1, batch_size=32,
+                      min_steps_per_epoch=2, min_steps=0, loader_workers=0)  # fmt: skip
+    config = {"encoder": "resnet50", "init": "scratch", "lr": 1e-2, "weight_decay": 0.05,
+              "seed": 0}  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        trial = setup_trial(
+            sweep.model_dump(), config, [0, 1, 2, 3, 4, 5], SelfieConfig().to_dict()
+        )
+        assert trial.device.type == "cpu" and trial.labeled == 6
+        assert torch.get_num_threads() == sweep.cpus_per_trial
+        (result,) = list(trial.epochs(None))
+        assert result.last and result.steps_per_epoch == 2
+        assert 0.0 <= trial.test_accuracy(result.best_state) <= 1.0
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_trial_resolves_its_plan_once_and_the_loop_follows_it(data: ShardData) -> None:
+    """Image size, steps, epochs and the lr recipe resolved into one validated plan; on two
+    ranks the steps of an epoch are split, the budget in epochs is not."""
+    from pipelines.sweep.finetune import FinetunePlan, plan_finetune
+
+    cfg = _cfg(epochs=2, min_steps_per_epoch=1, warmup_epochs=1)
+    plan = plan_finetune(cfg, data.manifest, SelfieConfig(), num_labeled=100)
+    assert (plan.image_size, plan.steps_per_epoch, plan.epochs) == (32, 4, 2)
+    assert plan.optim.warmup_steps == 4 and plan.optim.lr == cfg.lr and plan.total_steps == 8
+    two = plan_finetune(cfg, data.manifest, SelfieConfig(), num_labeled=100, world=2)
+    assert (two.steps_per_epoch, two.epochs, two.optim.warmup_steps) == (2, 2, 2)
+    with pytest.raises(ValueError, match="positive"):
+        FinetunePlan(image_size=32, steps_per_epoch=0, epochs=2, optim=plan.optim)
+    results = list(finetune(cfg, data, list(range(100)), SelfieConfig(), None, torch.device("cpu")))
+    assert [(r.steps_per_epoch, r.epochs_budget) for r in results] == [(4, 2), (4, 2)]

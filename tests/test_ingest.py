@@ -16,6 +16,7 @@ from pipelines.data.images import BadImage, check_image, decode_rgb
 from pipelines.data.manifest import load_manifest, sha256_file, verify_shards
 from pipelines.data.shard_io import iter_shard
 from pipelines.ingest.driver import IngestError, ingest
+from pipelines.runtime.progress import shown_by
 from pipelines.specs import IngestSpec
 from pipelines.specs.errors import DataError
 from tests.data_factories import make_cifar_tarball, make_image_folder
@@ -216,23 +217,25 @@ def test_image_files_kept_byte_for_byte_with_labels_sidecar(tmp_path: Path) -> N
 
 def test_shards_identical_whatever_the_worker_count(tmp_path: Path) -> None:
     root = _varied_folder(tmp_path / "imgs", per_class=9)
-    seen: dict[int, list[int]] = {}
+    seen: dict[int, list[dict]] = {}
     manifests = {}
     for workers in (1, 2):
         seen[workers] = []
-        manifests[workers] = ingest(
-            IngestSpec(
-                source=f"imagefolder:{root}",
-                out=tmp_path / f"w{workers}",
-                shard_max_count=5,
-                workers=workers,
-            ),
-            progress=seen[workers].append,
-        )
+        with shown_by(seen[workers].append):
+            manifests[workers] = ingest(
+                IngestSpec(
+                    source=f"imagefolder:{root}",
+                    out=tmp_path / f"w{workers}",
+                    shard_max_count=5,
+                    workers=workers,
+                )
+            )
     one, two = manifests[1], manifests[2]
     assert one.shards == two.shards and one.mean == two.mean and one.labels == two.labels
     assert len(one.shards["train"]) > 3
-    assert sum(seen[2]) == sum(one.counts.values()) and len(seen[2]) > 1
+    # Progress as every stage reports it: images done of the total, the last one complete.
+    last = seen[2][-1]
+    assert last["stage"] == "ingest" and last["done"] == last["total"] == sum(one.counts.values())
 
 
 def test_shards_cut_by_count_and_source_bytes(tmp_path: Path) -> None:
@@ -453,3 +456,27 @@ def test_ingest_bench_keeps_bytes_and_reports_rates(tmp_path: Path) -> None:
     assert set(r["images_per_s"]) == {"1_workers", "2_workers"} and r["speedup"]["1_vs_1"] == 1
     assert r["png_reencode_subset"]["png_bytes_out"] > 0
     assert not any(tmp_path.iterdir()), "generated files removed"
+
+
+def test_a_folder_of_same_size_squares_records_its_size(tmp_path: Path) -> None:
+    """A folder of uniform 32-px PNGs gets `image_size: 32` (pretraining then needs no
+    --image-size); one image of another size makes it None again."""
+    root = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"c{c}" / f"{i}.png")
+    spec = {"source": f"imagefolder:{root}", "shard_max_count": 4, "workers": 1}
+    assert ingest(IngestSpec(**spec, out=tmp_path / "same")).image_size == 32
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / "c1" / "odd.png")
+    assert ingest(IngestSpec(**spec, out=tmp_path / "mixed")).image_size is None
+
+
+def test_a_synthetic_source_too_big_to_hold_is_refused_before_generating(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match=r"over the 1 GiB limit: ask for fewer"):
+        ingest(IngestSpec(source="synthetic:100000000", out=tmp_path / "d"))
+    with pytest.raises(IngestError, match="at 4096 px"):
+        ingest(IngestSpec(source="synthetic:100", image_size=4096, out=tmp_path / "d"))
+    assert not (tmp_path / "d" / "manifest.json").exists()

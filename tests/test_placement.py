@@ -15,7 +15,7 @@ from pipelines.runtime.placement import (
     slots,
     worker_shape,
 )
-from pipelines.specs import PretrainSpec, SpecError, SweepSpec
+from pipelines.specs import PretrainSpec, SpecError, SweepSpec, build_spec
 from pipelines.sweep.trial_resources import resolve_trial_shape
 
 HEAD = NodeCapacity("head", cpus=0)
@@ -58,13 +58,12 @@ def test_a_request_no_node_can_host_fails_in_one_sentence() -> None:
     assert worker_shape([CPU8], 20, cpus=1) == WorkerShape(cpus=1, gpus=0)
 
 
-def test_spec_fields_and_backward_compatible_use_gpu() -> None:
+def test_spec_fields_and_the_retired_use_gpu() -> None:
     assert PretrainSpec(data="d").requested_gpus is None
-    assert PretrainSpec(data="d", use_gpu=True).requested_gpus == 1.0
-    assert PretrainSpec(data="d", use_gpu=False).requested_gpus == 0.0
     assert PretrainSpec(data="d", gpus_per_worker=0.5).requested_gpus == 0.5
-    with pytest.raises(ValueError, match="contradicts"):
-        PretrainSpec(data="d", use_gpu=False, gpus_per_worker=1)
+    # An old config naming the retired field is told what replaces it, in one sentence.
+    with pytest.raises(SpecError, match="use_gpu is no longer a field: set gpus_per_worker"):
+        build_spec(PretrainSpec, {"data": "d", "use_gpu": True})
 
 
 def test_trial_shape_defaults_to_a_gpu_when_there_is_one() -> None:

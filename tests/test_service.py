@@ -66,14 +66,27 @@ def test_pretrain_job_succeeds_and_its_run_is_browsable(service) -> None:
 
 
 def test_cancel_stops_a_running_job(service) -> None:
+    body = _pretrain_body(service.data_dir, max_steps=5000, run_name="cancel-on-ray")
+    runs = {"filter": "tags.`selfie.run_name` = 'cancel-on-ray'"}
     with service.client() as client:
-        job = client.post("/v1/jobs", json=_pretrain_body(service.data_dir, max_steps=5000)).json()
+        job = client.post("/v1/jobs", json=body).json()
         wait_for_state(client, job["id"], {"RUNNING"})
+        deadline = time.time() + 120
+        while not client.get("/v1/runs", params=runs).json()["items"]:
+            assert time.time() < deadline, "the job never created its MLflow run"
+            time.sleep(0.5)
         conflict = client.delete(f"/v1/jobs/{job['id']}")
         assert conflict.status_code == 409 and "cancel it first" in conflict.json()["detail"]
         cancelled = client.post(f"/v1/jobs/{job['id']}/cancel").json()
         assert cancelled["state"] == "STOPPED"
-        time.sleep(2)  # the reconciler must not resurrect it
+        # The stop reached the job itself (Ray Jobs' SIGTERM): its MLflow run ends KILLED.
+        deadline = time.time() + 60
+        while (run := client.get("/v1/runs", params=runs).json()["items"][0])[
+            "status"
+        ] == "RUNNING":
+            assert time.time() < deadline, run
+            time.sleep(0.5)
+        assert run["status"] == "KILLED", run
         assert client.get(f"/v1/jobs/{job['id']}").json()["state"] == "STOPPED"
         deleted = client.delete(f"/v1/jobs/{job['id']}")
         assert deleted.status_code == 204

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from selfie_core.subsets import labeled_subset, load_subset, save_subset
+from selfie_core.subsets import labeled_subset
 
 
 def _labels() -> np.ndarray:
@@ -25,12 +25,6 @@ def test_nested_and_seeded() -> None:
     assert small < big
     assert small != set(labeled_subset(labels, 0.05, seed=2))
     assert labeled_subset(labels, 1.0, seed=1) == list(range(len(labels)))
-
-
-def test_save_and_reload(tmp_path) -> None:
-    idx = labeled_subset(_labels(), 0.05, seed=0)
-    save_subset(tmp_path / "s.json", idx, fraction=0.05, seed=0)
-    assert load_subset(tmp_path / "s.json") == idx
 
 
 def test_fraction_outside_range() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.specs import PipelineSpec, SearchSpec, SweepSpec
+from pipelines.specs import PipelineSpec, SearchSpec, SpecError, SweepSpec
 from pipelines.sweep.trial_plan import (
     CELL_KEY,
     Cell,
@@ -111,13 +111,14 @@ def test_random_draws_are_seeded_and_the_same_for_every_cell() -> None:
     assert flat == {"init": "scratch", **draws[0]}
 
 
-def test_a_selfie_config_without_weights_index_finetunes_the_first_weights() -> None:
-    """Trial configs of sweeps made before several pretrainings carried no index: on resume
-    they still land in the cells of the first weights (the plan has no other)."""
+def test_a_selfie_config_without_weights_index_is_refused_in_one_sentence() -> None:
+    """Trial configs of sweeps saved by an older version carried no index: resuming one is
+    refused with what to do, not a guess and not a traceback."""
     old = {"encoder": "hybrid", "init": "selfie", "fraction": 0.05, "seed": 0, "lr": 1e-3}
-    assert cell_of(old) == Cell("hybrid", "selfie", 0, 0.05, 0)
-    assert cell_of(old) in all_cells(_spec("every-seed", pretrained=["a.pt"]))
-    assert cell_of(old | {"init": "scratch", "pretrain_seed": 0}).pretrain_seed is None
+    with pytest.raises(SpecError, match="run the sweep again without resume"):
+        cell_of(old)
+    assert cell_of(old | {"pretrain_seed": 1}) == Cell("hybrid", "selfie", 1, 0.05, 0)
+    assert cell_of(old | {"init": "scratch"}).pretrain_seed is None
 
 
 def test_the_search_seed_changes_the_draws() -> None:

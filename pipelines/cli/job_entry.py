@@ -13,7 +13,7 @@ from pipelines.specs.names import JOB_KIND_ENV, JOB_SPEC_ENV, RESULT_MARKER
 
 
 def main() -> int:
-    from pipelines.runtime.progress import CountProgress
+    from pipelines.cli.runner import exit_status, run_job
     from pipelines.specs import JOB_KINDS, build_spec
     from pipelines.specs.errors import SelfieError
     from pipelines.specs.settings import Settings
@@ -26,12 +26,12 @@ def main() -> int:
         )
         return 2
     job = JOB_KINDS[kind]
-    options = {"progress": CountProgress("ingest")} if job.takes_progress else {}
     try:
-        result = job.run(build_spec(job.spec, json.loads(raw)), Settings(), **options).to_dict()
+        spec = build_spec(job.spec, json.loads(raw))
+        result = run_job(job, spec, Settings())
     except SelfieError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return exit_status(exc)
     print(RESULT_MARKER + json.dumps(result, default=str), flush=True)
     return 0
 

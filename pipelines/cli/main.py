@@ -3,15 +3,16 @@ pipeline), generated from its spec model, plus `report` and the benchmarks. The 
 service's command (`services.cli`) mounts these beside its own verbs; `python -m
 pipelines.cli.main` runs them alone, without the service.
 
-Errors a user can fix (`SelfieError`) print one sentence and exit with status 2; anything
-else is a bug and keeps its traceback.
+Errors a user can fix (`SelfieError`) print one sentence and exit with status 2 (130 for a
+job stopped by Ctrl+C or SIGTERM, see `runner`); anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ import click
 import typer
 from rich.console import Console
 
+from pipelines.cli.runner import exit_status
 from pipelines.cli.spec_options import CONFIG_OPTION, check_known_kind, spec_data, spec_options
 from pipelines.specs import JOB_KINDS, JobKind, Spec, SpecError, build_spec
-from pipelines.specs.errors import Interrupted, SelfieError
+from pipelines.specs.errors import SelfieError
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -36,12 +38,15 @@ console = Console(stderr=True)
 
 
 @contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[int], None]]:
-    """A live count on a terminal; silent when output is piped (CI logs stay readable)."""
+def progress_bar() -> Iterator[None]:
+    """The progress of the stages this process runs (`runtime.progress`), as a live bar per
+    stage on a terminal; silent when output is piped (CI logs stay readable)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from pipelines.runtime.progress import shown_by
+
     with Progress(
-        f"[bold]{label}",
+        "[bold]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -49,8 +54,16 @@ def progress_bar(label: str) -> Iterator[Callable[[int], None]]:
         disable=not console.is_terminal,
         transient=True,
     ) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda n: bar.advance(task, n)
+        tasks: dict[str, Any] = {}
+
+        def show(record: dict[str, Any]) -> None:
+            stage = record["stage"]
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=record.get("total"))
+            bar.update(tasks[stage], completed=record["done"], total=record.get("total"))
+
+        with shown_by(show):
+            yield
 
 
 def emit(result: dict, as_json: bool) -> None:
@@ -209,16 +222,6 @@ def _present(kind: str, result: dict[str, Any], as_json: bool) -> None:
     )
 
 
-def run_job(kind: JobKind, spec: Spec) -> dict[str, Any]:
-    """Run one job in this process (on the Ray cluster the settings name)."""
-    from pipelines.specs.settings import get_settings
-
-    if not kind.takes_progress:
-        return kind.run(spec, get_settings()).to_dict()
-    with progress_bar("ingesting") as advance:
-        return kind.run(spec, get_settings(), progress=advance).to_dict()
-
-
 def _build(kind: JobKind, options: list, config: Path | None, values: dict[str, Any]) -> Spec:
     data = spec_data(options, values, config)
     check_known_kind(data, kind.name)
@@ -230,8 +233,13 @@ def job_command(kind: JobKind) -> click.Command:
     options = list(spec_options(kind.spec))
 
     def callback(config: Path | None, as_json: bool, **values: Any) -> None:
+        from pipelines.cli.runner import run_job
+        from pipelines.specs.settings import get_settings
+
         spec = _build(kind, options, config, values)
-        _present(kind.name, run_job(kind, spec), as_json)
+        with progress_bar():
+            result = run_job(kind, spec, get_settings())
+        _present(kind.name, result, as_json)
 
     json_option = click.Option(["--json", "as_json"], is_flag=True, help="Print JSON.")
     return click.Command(
@@ -274,7 +282,7 @@ def run_cli(group: click.Group) -> None:
         sys.exit(1)
     except SelfieError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(130 if isinstance(exc, Interrupted) else 2)  # 130: stopped by Ctrl+C
+        sys.exit(exit_status(exc))
 
 
 def main() -> None:

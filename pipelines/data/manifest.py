@@ -4,7 +4,6 @@ so a dir with a manifest is complete and a dir without one is not to be trusted.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -122,7 +121,3 @@ def verify_shards(data_dir: Path, manifest: Manifest) -> None:
                 raise DataError(
                     f"shard {str(path)!r} does not match its manifest checksum: re-run ingest"
                 )
-
-
-def manifest_json(manifest: Manifest) -> dict:
-    return json.loads(manifest.model_dump_json())

@@ -11,7 +11,6 @@ changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +26,13 @@ from pipelines.data.manifest import (
 from pipelines.ingest.pixel_stats import PixelSums, sample_positions
 from pipelines.ingest.pool import run_tasks
 from pipelines.ingest.shard_index import index_shards
-from pipelines.ingest.shard_tasks import EncodeOptions, ShardOutcome, ShardTask, build_shard
+from pipelines.ingest.shard_tasks import (
+    EncodeOptions,
+    ShardOutcome,
+    ShardTask,
+    build_shard,
+    common_square_side,
+)
 from pipelines.ingest.sources import (
     ArraySource,
     Entry,
@@ -44,6 +49,7 @@ from pipelines.ingest.staging import (
     staging_dir,
     swap_into_place,
 )
+from pipelines.runtime.progress import ProgressCounter
 from pipelines.specs import IngestSpec
 
 __all__ = [
@@ -54,8 +60,6 @@ __all__ = [
     "run_ingest",
     "stratified_split",
 ]
-
-Progress = Callable[[int], None]
 
 
 def stratified_split(
@@ -123,9 +127,9 @@ class IngestResult:
         return asdict(self)
 
 
-def run_ingest(spec: IngestSpec, settings: object = None, progress: Progress | None = None):
+def run_ingest(spec: IngestSpec, settings: object = None):
     """The job runner (see `JOB_KINDS`): ingest, then summarise."""
-    return IngestResult.of(spec.out_dir(), ingest(spec, progress))
+    return IngestResult.of(spec.out_dir(), ingest(spec))
 
 
 def encode_options(opts: IngestSpec) -> EncodeOptions:
@@ -148,10 +152,9 @@ class IngestFigures:
     payload_out: int = 0
 
 
-def ingest(
-    opts: IngestSpec, progress: Progress | None = None, figures: IngestFigures | None = None
-) -> Manifest:
-    """Run the whole ingest; return the manifest written (and fill `figures` if given)."""
+def ingest(opts: IngestSpec, figures: IngestFigures | None = None) -> Manifest:
+    """Run the whole ingest; return the manifest written (and fill `figures` if given).
+    Progress: images written, as `report_progress("ingest", ...)`."""
     out = opts.out_dir()
     refuse_existing(out, opts.overwrite)
     if opts.source.startswith("shards:"):
@@ -160,7 +163,7 @@ def ingest(
                 "shards: are indexed in place as they are: drop image_size, resize and reencode"
             )
         out.mkdir(parents=True, exist_ok=True)
-        return index_shards(opts, progress)
+        return index_shards(opts)
     try:
         source = open_source(opts.source, opts.image_size, seed=opts.seed)
     except SourceError as exc:
@@ -178,12 +181,10 @@ def ingest(
     out.mkdir(parents=True, exist_ok=True)
     with staging_dir(out) as staging:
         tasks = _plan_tasks(source, splits, opts, staging)
+        counter = ProgressCounter("ingest", total=sum(len(entries) for entries in splits.values()))
         try:
             outcomes = run_tasks(
-                build_shard,
-                tasks,
-                opts.workers,
-                on_result=(lambda o: progress(o.count)) if progress else None,
+                build_shard, tasks, opts.workers, on_result=lambda o: counter.add(o.count)
             )
         except EntryError as exc:
             raise IngestError(str(exc)) from None
@@ -262,7 +263,7 @@ def _manifest(
     mean, std = sums.mean_std()
     return Manifest(
         source=source.spec,
-        image_size=_stored_size(source, opts),
+        image_size=_stored_size(source, opts, outcomes),
         channels=source.channels,
         flip_ok=source.flip_ok,
         class_names=source.class_names,
@@ -281,10 +282,12 @@ def _manifest(
     )
 
 
-def _stored_size(source: Source, opts: IngestSpec) -> int | None:
-    """The square side every stored image has, or None when files keep their own sizes."""
+def _stored_size(source: Source, opts: IngestSpec, outcomes: list[ShardOutcome]) -> int | None:
+    """The square side every stored image has, or None when their sizes differ. Files kept
+    as they are count too: a folder of uniform 32-px PNGs is 32 (read from each image's
+    header as it was stored), so pretraining on it needs no --image-size."""
     if opts.image_size:
         return opts.image_size
     if source.image_size and isinstance(source, ArraySource):
         return opts.resize or source.image_size  # square arrays stay square when resized
-    return None
+    return common_square_side(outcomes)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from pipelines.ingest.staging import (
     staging_dir,
     swap_into_place,
 )
+from pipelines.runtime.progress import ProgressCounter
 from pipelines.specs import IngestSpec
 
 
@@ -48,16 +48,17 @@ def find_shards(pattern: str) -> dict[str, list[str]]:
     return found
 
 
-def index_shards(opts: IngestSpec, progress: Callable[[int], None] | None) -> Manifest:
+def index_shards(opts: IngestSpec) -> Manifest:
     """Validate existing shards and write a manifest (and labels) that point at them."""
     pattern = opts.source.removeprefix("shards:")
     found = find_shards(pattern)
     jobs = [(split, path) for split in SPLITS for path in found[split]]
+    counter = ProgressCounter("ingest", total=None)
     results = run_tasks(
         index_shard,
         [path for _, path in jobs],
         opts.workers,
-        on_result=(lambda r: progress(len(r.labels))) if progress else None,
+        on_result=lambda r: counter.add(len(r.labels)),
     )
     skipped: list[SkippedItem] = []
     shards: dict[str, list[ShardInfo]] = {s: [] for s in SPLITS}

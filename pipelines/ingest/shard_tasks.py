@@ -9,6 +9,7 @@ worker processes start light.
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,24 @@ class ShardOutcome:
     payload_out: int = 0  # bytes of image payload written (equals bytes_in when kept)
     formats: dict[str, int] = field(default_factory=dict)
     cpu_s: float = 0.0  # CPU seconds the task took in its worker
+    # (width, height) of the stored images, two at most: one means they all share it.
+    sizes: set[tuple[int, int]] = field(default_factory=set)
+
+
+def stored_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of stored image bytes, from the header alone (Pillow opens lazily:
+    no pixel is decoded)."""
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+def common_square_side(outcomes: list[ShardOutcome]) -> int | None:
+    """The side every stored image shares when all are the same square, else None."""
+    sizes = set().union(*(o.sizes for o in outcomes))
+    if len(sizes) != 1:
+        return None
+    ((width, height),) = sizes
+    return width if width == height else None
 
 
 def _transform(img: Image.Image, opts: EncodeOptions) -> Image.Image:
@@ -131,6 +150,7 @@ def build_shard(task: ShardTask) -> ShardOutcome:
     sums = PixelSums()
     totals = {"in": 0, "out": 0}
     formats: dict[str, int] = {}
+    sizes: set[tuple[int, int]] = set()
     stats_at = set(task.stats_at)
 
     def samples():
@@ -153,6 +173,8 @@ def build_shard(task: ShardTask) -> ShardOutcome:
                 continue
             if i in stats_at:
                 sums.add(decode_rgb(out, max_side=STATS_SIDE))
+            if len(sizes) < 2:  # past two, the images are known to differ
+                sizes.add(stored_size(out))
             kept.append(label)
             totals["out"] += len(out)
             formats[ext] = formats.get(ext, 0) + 1
@@ -173,6 +195,7 @@ def build_shard(task: ShardTask) -> ShardOutcome:
         payload_out=totals["out"],
         formats=formats,
         cpu_s=time.process_time() - cpu_start,
+        sizes=sizes,
     )
 
 

@@ -16,6 +16,8 @@ import numpy as np
 
 from pipelines.specs.errors import SelfieError
 
+SYNTHETIC_MAX_BYTES = 1 << 30  # pixels a synthetic source may generate in memory
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
 
@@ -221,7 +223,16 @@ def open_source(spec: str, image_size: int | None = None, seed: int = 0) -> Sour
             raise SourceError(f"synthetic takes a sample count, got {arg!r}") from None
         if count < 8:
             raise SourceError("synthetic needs at least 8 samples")
-        return synthetic(count=count, image_size=image_size or 32, seed=seed)
+        side = image_size or 32
+        # Generated images are held in memory before they are written: a count (or a size)
+        # from an untrusted spec must not ask for more than this machine can hold.
+        if count * side * side * 3 > SYNTHETIC_MAX_BYTES:
+            raise SourceError(
+                f"synthetic:{count} at {side} px would hold {count * side * side * 3 / 2**30:.1f} "
+                f"GiB of pixels in memory, over the {SYNTHETIC_MAX_BYTES // 2**30} GiB limit: "
+                "ask for fewer or smaller images"
+            )
+        return synthetic(count=count, image_size=side, seed=seed)
     raise SourceError(
         f"unknown source {spec!r}: use imagefolder:PATH, cifar10:PATH, mnist-sample, "
         "synthetic[:COUNT] or shards:PATTERN"

@@ -7,16 +7,14 @@ pipeline resumes the stage that stopped: a pretraining that finished is not run 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
-from pipelines.runtime.tracked_run import TrackedRun, tracked_run
+from pipelines.runtime.tracked_run import TrackedRun, read_result, results_dir, tracked_run
 from pipelines.runtime.tracking import find_named_run
 from pipelines.specs import MANIFEST_NAME, FileWeights, PipelineSpec, SpecError
 from pipelines.specs.names import (
     PRETRAIN_RUN_TAG,
     REPORT_ARTIFACT_DIR,
-    RESULT_FILE,
     SWEEP_RUN_TAG,
     run_ids_tag,
 )
@@ -29,7 +27,7 @@ class PipelineResult:
     mlflow_run_id: str
     pretrain_run_ids: list[str]
     sweep_run_id: str
-    encoders: list[str]
+    weights: list[str]  # the pretrained weights files, one per pretraining seed
     table_markdown: str
     report_dir: str
 
@@ -37,15 +35,22 @@ class PipelineResult:
         return asdict(self)
 
 
+def _stage_run(run: TrackedRun, stage_name: str):
+    """On resume, the MLflow run of a stage that was started (None: start it now). Its status
+    is the one record of whether the stage is done: FINISHED means done."""
+    if not run.resumed:
+        return None
+    return find_named_run(run.client, run.experiment_id, stage_name)
+
+
 def _stage_started(run: TrackedRun, stage_name: str) -> bool:
-    """On resume, whether a stage's run exists (then it is resumed, not created again)."""
-    return run.resumed and find_named_run(run.client, run.experiment_id, stage_name) is not None
+    return _stage_run(run, stage_name) is not None
 
 
 @dataclass
 class _Pretrained:
     mlflow_run_id: str
-    encoder: str
+    weights: str
     result_dir: str
 
 
@@ -55,18 +60,20 @@ def _pretrain(spec: PipelineSpec, settings: Settings, run: TrackedRun, k: int) -
     from pipelines.pretrain.driver import PretrainResult, run_pretrain
 
     name = f"{run.name}-pretrain" + (f"-s{k}" if k else "")
-    done = settings.resolved_workdir / "results" / name / RESULT_FILE
-    if run.resumed and done.is_file():
-        pre = PretrainResult(**json.loads(done.read_text()))
+    stage = _stage_run(run, name)
+    if stage is not None and stage.info.status == "FINISHED":
+        pre = PretrainResult(**read_result(stage, settings))
     else:
-        resume = _stage_started(run, name)
         pre = run_pretrain(
-            spec.pretrain_spec(k, name, resume=resume), settings, parent_run_id=run.run_id
+            spec.pretrain_spec(k, name, resume=stage is not None),
+            settings,
+            parent_run_id=run.run_id,
         )
-    return _Pretrained(pre.mlflow_run_id, pre.encoder, str(done.parent))
+    # `PretrainResult.encoder` is the weights file (its name is pretrain's to change).
+    return _Pretrained(pre.mlflow_run_id, pre.encoder, str(results_dir(settings, name)))
 
 
-def run_pipeline(spec: PipelineSpec, settings: Settings, progress=None) -> PipelineResult:
+def run_pipeline(spec: PipelineSpec, settings: Settings) -> PipelineResult:
     from pipelines.ingest.driver import ingest
     from pipelines.sweep.driver import run_sweep
 
@@ -77,7 +84,7 @@ def run_pipeline(spec: PipelineSpec, settings: Settings, progress=None) -> Pipel
         if not run.resumed:
             run.client.log_text(run.run_id, spec.model_dump_json(indent=2), "pipeline_spec.json")
         if needs_ingest:
-            ingest(spec.ingest_spec(), progress)
+            ingest(spec.ingest_spec())
         pretrainings = [_pretrain(spec, settings, run, k) for k in range(spec.pretrain_seeds)]
         run.client.set_tag(
             run.run_id, PRETRAIN_RUN_TAG, run_ids_tag([p.mlflow_run_id for p in pretrainings])
@@ -99,7 +106,7 @@ def run_pipeline(spec: PipelineSpec, settings: Settings, progress=None) -> Pipel
             mlflow_run_id=run.run_id,
             pretrain_run_ids=[p.mlflow_run_id for p in pretrainings],
             sweep_run_id=sweep.mlflow_run_id,
-            encoders=[p.encoder for p in pretrainings],
+            weights=[p.weights for p in pretrainings],
             table_markdown=sweep.table_markdown,
             report_dir=sweep.report_dir,
         )

@@ -12,6 +12,12 @@ always stops at once.
 
 Train: Ray Train installs its own SIGINT handler for a run and leaves it installed after;
 `restore_sigint` puts the previous one back, so a later Ctrl+C is not sent to a finished run.
+
+SIGTERM: how a job is cancelled over REST (Ray Jobs' stop sends it to the entrypoint's
+process group; the local backend too). `sigterm_as_ctrl_c` makes it the same interruption as
+Ctrl+C: inside a Tune phase the graceful stop above, anywhere else `KeyboardInterrupt` at
+once, so the job's MLflow run ends KILLED and the job exits as an interrupted one. `ray.init`
+installs its own SIGTERM handler (exit at once, status 1); `keep_sigterm` keeps ours.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pipelines.specs.errors import Interrupted
@@ -73,14 +79,62 @@ def stop_on_interrupt(what: str) -> Iterator[None]:
         )
 
 
+class _Sigterm:
+    """SIGTERM as Ctrl+C: our Tune watch when a phase runs, else stop at once. Once only: a
+    stop often arrives twice (a process-group signal, then the local runner passing it on),
+    and a second interruption must not cut short the first one's clean-up (marking the
+    MLflow run KILLED); a stop that does not end is ended by SIGKILL, not by us."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.received:
+            return
+        self.received = True
+        handler = signal.getsignal(signal.SIGINT)
+        if isinstance(handler, _Watch):
+            handler(signal.SIGINT, frame)
+            return
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _put_back(signum: int, only_if: Callable[[object], bool] = lambda _: True) -> Iterator[bool]:
+    """Around a block that may replace `signum`'s handler: put the one before it back (when
+    `only_if` says so). Yields whether handlers can be set here: signals reach the main
+    thread only, so elsewhere there is nothing to install or put back."""
+    if not _on_main_thread():
+        yield False
+        return
+    previous = signal.getsignal(signum)
+    try:
+        yield True
+    finally:
+        if only_if(previous):
+            signal.signal(signum, previous)
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Around a whole job: SIGTERM interrupts it as Ctrl+C does (see the module's doc)."""
+    with _put_back(signal.SIGTERM) as on_main_thread:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, _Sigterm())
+        yield
+
+
+@contextmanager
+def keep_sigterm() -> Iterator[None]:
+    """Around `ray.init`, which replaces the SIGTERM handler with an immediate exit: while a
+    job runs, put ours back (Ray's atexit hook still stops the local Ray it started). Outside
+    a job Ray's stays: it stops that local Ray on SIGTERM."""
+    with _put_back(signal.SIGTERM, only_if=lambda previous: isinstance(previous, _Sigterm)):
+        yield
+
+
 @contextmanager
 def restore_sigint() -> Iterator[None]:
     """Put back the SIGINT handler a Ray Train run replaced (it leaves its own installed)."""
-    if not _on_main_thread():
+    with _put_back(signal.SIGINT):
         yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

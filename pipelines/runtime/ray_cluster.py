@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+from pipelines.runtime.interrupt import keep_sigterm
 from pipelines.specs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -12,11 +13,19 @@ log = logging.getLogger(__name__)
 
 def ensure_ray(settings: Settings) -> None:
     """Initialise Ray once per process. The dashboard is kept on: Ray Jobs and Train V2's
-    state reporting both talk to it (without it Train V2 floods the logs)."""
+    state reporting both talk to it (without it Train V2 floods the logs). A cancel's
+    SIGTERM still interrupts the job as Ctrl+C does (`ray.init` would make it exit at once)."""
     import ray
 
     if ray.is_initialized():
         return
+    with keep_sigterm():
+        _init_ray(settings)
+
+
+def _init_ray(settings: Settings) -> None:
+    import ray
+
     if settings.ray_address:
         ray.init(address=settings.ray_address, log_to_driver=True)
         return
@@ -35,9 +44,3 @@ def ensure_ray(settings: Settings) -> None:
             raise
         ray.init(log_to_driver=True)
         log.info("joined the Ray head already running on this machine")
-
-
-def cluster_cpus() -> int:
-    import ray
-
-    return int(ray.cluster_resources().get("CPU", 1))

@@ -27,7 +27,7 @@ from pipelines.runtime.tracking import (
 from pipelines.specs import SpecError
 from pipelines.specs.common import TrackedRunSpec
 from pipelines.specs.errors import Interrupted
-from pipelines.specs.names import RESULT_FILE
+from pipelines.specs.names import RESULT_FILE, RUN_NAME_TAG
 from pipelines.specs.settings import Settings
 
 
@@ -46,6 +46,25 @@ class TrackedRun:
         path = self.out_dir / RESULT_FILE
         path.write_text(json.dumps(dict(result), indent=2, default=str))
         return path
+
+
+def results_dir(settings: Settings, name: str) -> Path:
+    """Where the run named `name` writes its result and report files (the one place this
+    path is built)."""
+    return settings.resolved_workdir / "results" / name
+
+
+def read_result(run, settings: Settings) -> dict:
+    """The result a FINISHED run wrote (its `result.json`); one sentence when it is gone."""
+    name = run.data.tags.get(RUN_NAME_TAG) or run.info.run_name
+    path = results_dir(settings, name) / RESULT_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise SpecError(
+            f"run {name!r} finished but its result file {str(path)!r} is missing or unreadable "
+            "(was the work dir cleaned?): start the pipeline anew under another run name"
+        ) from None
 
 
 def generated_name(kind: str) -> str:
@@ -97,7 +116,7 @@ def tracked_run(
         run_id,
         name,
         spec.resume,
-        settings.resolved_workdir / "results" / name,
+        results_dir(settings, name),
     )
     try:
         yield run

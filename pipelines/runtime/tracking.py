@@ -1,5 +1,12 @@
 """MLflow, as its users expect: the tracking URI from settings (MLFLOW_TRACKING_URI honoured),
-experiments created up front (SQLite dislikes racing creators), one writer per run."""
+experiments created up front (SQLite dislikes racing creators), one writer per run.
+
+Every experiment we create says where its artifacts go: under the work dir when MLflow is a
+database we write to directly (SQLite, Postgres), the server's own store when it is an
+`mlflow server`. Left unset with a database, MLflow writes `./mlruns` into whatever directory
+the process runs in (the service's, a Ray worker's). Each is tagged as a model-training
+experiment, so MLflow 3's UI opens it on its runs, not on the GenAI (traces) overview.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +19,35 @@ from mlflow.tracking import MlflowClient
 from pipelines.specs.names import KIND_TAG, PARENT_RUN_TAG, RUN_NAME_TAG
 from pipelines.specs.settings import Settings
 
+# MLflow 3's UI reads this tag to show an experiment as GenAI or as model development.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT = "custom_model_development"
+SERVER_SCHEMES = ("http", "https", "databricks")
+
 
 def tracking_client(settings: Settings) -> MlflowClient:
     settings.resolved_workdir.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=settings.tracking_uri)
 
 
+def artifact_location(settings: Settings) -> str | None:
+    """Where a new experiment's artifacts go: the work dir's, or None for an MLflow server
+    (which serves its own artifact store)."""
+    if settings.tracking_uri.split(":", 1)[0].lower() in SERVER_SCHEMES:
+        return None
+    return settings.artifact_root
+
+
 def ensure_experiment(client: MlflowClient, name: str, settings: Settings) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = None if settings.mlflow_tracking_uri else settings.artifact_root
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(
+            name,
+            artifact_location=artifact_location(settings),
+            tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT},
+        )
     except Exception:  # another process created it between our look and our create
         found = client.get_experiment_by_name(name)
         if found is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -63,6 +63,19 @@ class Spec(BaseModel):
     """Base of every spec and spec section: unknown fields are refused, values are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Fields that once existed, each with what replaces it: a config or job record written
+    # before is told that in one sentence, not "extra inputs are not permitted".
+    retired_fields: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_retired(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for name, instead in cls.retired_fields.items():
+                if name in data:
+                    raise ValueError(f"{name} is no longer a field: {instead}")
+        return data
 
 
 RunName = Annotated[str, Field(max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -60,6 +60,10 @@ class PretrainOptions(Spec):
     """The model, the cluster shape and the schedule: the part of a pretraining that a
     pipeline can set."""
 
+    retired_fields: ClassVar[dict[str, str]] = {
+        "use_gpu": "set gpus_per_worker (1: a GPU per worker, 0: none; unset: from the cluster)"
+    }
+
     preset: PresetName = Field(default="tiny", description=f"Model size: {', '.join(PRESETS)}.")
     image_size: int | None = Field(
         default=None, gt=0, le=1024, description="Defaults to the manifest's image size."
@@ -78,9 +82,6 @@ class PretrainOptions(Spec):
     )  # fmt: skip
     gpus_per_worker: float | None = Field(
         default=None, ge=0, le=16, description="Default: 1 when the cluster has GPUs, else 0."
-    )
-    use_gpu: bool | None = Field(
-        default=None, description="Deprecated: true means gpus_per_worker 1, false means 0."
     )
     batch_size: int = Field(default=64, ge=2, le=65536, description="Images per worker per step.")
     epochs: int = Field(default=1, ge=1, le=10_000, description="Passes over the training split.")
@@ -115,20 +116,10 @@ class PretrainOptions(Spec):
             )
         return self
 
-    @model_validator(mode="after")
-    def _gpu_fields(self) -> PretrainOptions:
-        if self.use_gpu is False and self.gpus_per_worker:
-            raise ValueError("use_gpu false contradicts gpus_per_worker > 0: drop use_gpu")
-        return self
-
     @property
     def requested_gpus(self) -> float | None:
         """GPUs per worker as asked (None: decided from the cluster)."""
-        if self.gpus_per_worker is not None:
-            return self.gpus_per_worker
-        if self.use_gpu is not None:
-            return 1.0 if self.use_gpu else 0.0
-        return None
+        return self.gpus_per_worker
 
 
 class PretrainSpec(TrackedRunSpec, PretrainOptions, DataSpec):

@@ -28,11 +28,10 @@ class JobKind:
     spec: type[Spec]
     runner: str  # "module:function", called as function(spec, settings) -> JobResult
     summary: str
-    takes_progress: bool = False  # the runner accepts `progress=callback(count)`
 
-    def run(self, spec: Spec, settings: Any, **options: Any) -> JobResult:
+    def run(self, spec: Spec, settings: Any) -> JobResult:
         module, _, function = self.runner.partition(":")
-        return getattr(importlib.import_module(module), function)(spec, settings, **options)
+        return getattr(importlib.import_module(module), function)(spec, settings)
 
 
 JOB_KINDS: dict[str, JobKind] = {
@@ -43,7 +42,6 @@ JOB_KINDS: dict[str, JobKind] = {
             IngestSpec,
             "pipelines.ingest.driver:run_ingest",
             "Turn images into WebDataset shards and a manifest.",
-            takes_progress=True,
         ),
         JobKind(
             "pretrain",
@@ -62,7 +60,6 @@ JOB_KINDS: dict[str, JobKind] = {
             PipelineSpec,
             "pipelines.pipeline.driver:run_pipeline",
             "Ingest (if needed), pretrain, sweep and report as one MLflow parent run.",
-            takes_progress=True,
         ),
     )
 }

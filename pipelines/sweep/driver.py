@@ -21,7 +21,7 @@ from pipelines.report.publish import publish_report
 from pipelines.report.results_table import CellResult
 from pipelines.runtime.interrupt import stop_on_interrupt
 from pipelines.runtime.tracked_run import TrackedRun, tracked_run
-from pipelines.specs import SpecError, SweepSpec
+from pipelines.specs import SpecError, SweepSpec, build_spec
 from pipelines.specs.names import FAILED_TRIALS_TAG, PRETRAIN_RUN_TAG, WEIGHTS_TAG, run_ids_tag
 from pipelines.specs.settings import Settings
 from pipelines.sweep.trial import finetune_trial
@@ -42,7 +42,7 @@ from pipelines.sweep.trial_plan import (
     trial_params,
 )
 from pipelines.sweep.trial_resources import resolve_trial_shape, trial_resources
-from pipelines.sweep.trial_setup import BEST_STATE_FILE, finetune_config, subset_key
+from pipelines.sweep.trial_setup import BEST_STATE_FILE, setup_trial, subset_key
 from pipelines.sweep.weights_source import ResolvedWeights
 from selfie_core.config import SelfieConfig
 
@@ -63,27 +63,13 @@ class SweepResult:
 
 
 def _test_accuracy(sweep: dict, config: dict, model_config: dict, checkpoint) -> float:
+    """Test accuracy of a chosen trial's best weights, set up as its trial was."""
     import torch
 
-    from pipelines.data.device_decode import decode_device
-    from pipelines.sweep.finetune import evaluate_on_test
-    from selfie_core.config import SelfieConfig
-
-    spec = SweepSpec.model_validate(sweep)
-    torch.set_num_threads(spec.cpus_per_trial)
-    device = torch.device("cuda" if spec.gpus_per_trial and torch.cuda.is_available() else "cpu")
+    trial = setup_trial(sweep, config, None, model_config)
     with checkpoint.as_directory() as directory:
         state = torch.load(Path(directory) / BEST_STATE_FILE, map_location="cpu", weights_only=True)
-    data = ShardData.open(spec.data_dir())
-    cfg = finetune_config(spec, config)
-    return evaluate_on_test(
-        cfg,
-        data,
-        SelfieConfig.from_dict(model_config),
-        state,
-        device,
-        decode_on=decode_device(spec.jpeg_decode, device),
-    )
+    return trial.test_accuracy(state)
 
 
 def _int_or_none(value) -> int | None:
@@ -94,7 +80,7 @@ def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellRe
     """Per cell, the trial with the best validation accuracy, then its test accuracy.
 
     A cell is (architecture, init, pretraining seed, fraction, seed): with several pretrained
-    encoders each pretraining seed of a selfie cell is a cell of its own; the report averages
+    weights each pretraining seed of a selfie cell is a cell of its own; the report averages
     them per finetune seed. Cells of the plan with no result at all are listed as failed.
     """
     import ray
@@ -148,14 +134,14 @@ def run_sweep(
     for split in ("val", "test"):
         if not data.manifest.counts.get(split):
             raise SpecError(f"data dir {spec.data!r} has no {split} split: re-ingest with one")
-    spec = spec.model_copy(update={"data": str(data.data_dir.resolve())})
+    spec = build_spec(SweepSpec, spec.model_dump() | {"data": str(data.data_dir.resolve())})
     resolved = [resolve_weights(ref, settings) for ref in spec.pretrained]
     _refuse_the_same_weights_twice(resolved)
     if resolved:
-        # The loader resizes the data to the size the encoders were pretrained at.
-        model_config = resolved[0].encoder.config
+        # The loader resizes the data to the size the weights were pretrained at.
+        model_config = resolved[0].weights.config
         for weights in resolved[1:]:
-            if weights.encoder.config != model_config:
+            if weights.weights.config != model_config:
                 raise SpecError(
                     f"pretrained weights {weights.location!r} were trained as another model "
                     f"than {resolved[0].location!r}: give weights of one preset and image size"
@@ -221,10 +207,10 @@ def _tune(
     from pipelines.runtime.ray_cluster import ensure_ray
 
     ensure_ray(settings)
-    spec = resolve_trial_shape(spec).model_copy(  # trials see the resolved shape and storage
-        update={"storage_path": spec.storage_path or settings.resolved_storage_path}
-    )
-    encoders = [ray.put(w.encoder) for w in resolved]
+    storage = spec.storage_path or settings.resolved_storage_path
+    # Trials see the resolved shape and storage, validated as any spec is.
+    spec = build_spec(SweepSpec, resolve_trial_shape(spec).model_dump() | {"storage_path": storage})
+    weights = [ray.put(w.weights) for w in resolved]
 
     @functools.cache
     def trainable(may_stop_early: bool):
@@ -236,7 +222,7 @@ def _tune(
                 sweep=spec.model_dump(),
                 subsets=subsets,
                 model_config=model_config.to_dict(),
-                encoders=encoders,
+                weights=weights,
                 may_stop_early=may_stop_early,
             ),
             trial_resources(spec),

@@ -1,8 +1,10 @@
 """Finetuning one encoder on one labeled subset: plain PyTorch, no Ray.
 
-The Tune trial and the tests both drive `finetune`, which yields one `EpochResult` per
-epoch with the model state of the best validation epoch so far. Validation data chooses;
-the test split is never read here.
+The one epoch loop of every trial: `finetune` yields one `EpochResult` per epoch with the
+model state of the best validation epoch so far, in one process (the Tune trial, the tests)
+or on each rank of a DDP trial (`Ranks`: the steps split among ranks, rank 0 validates, and
+every rank stops together when patience runs out). Validation data chooses; the test split
+is never read here.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,11 +20,12 @@ from torch import nn
 
 from pipelines.data.geometry import model_image_size
 from pipelines.data.loader import ShardData
+from pipelines.data.manifest import Manifest
 from pipelines.data.normalize import normalized_batches
 from pipelines.specs import OptimSpec
 from pipelines.training.checkpoint import EncoderFile
 from pipelines.training.optim import build_optimizer, build_scheduler
-from pipelines.training.steps import classify_step, evaluate_classifier, place
+from pipelines.training.steps import classify_step, evaluate_classifier, place, unwrap
 from selfie_core.config import SelfieConfig
 from selfie_core.finetune_encoders import EncoderKind, build_encoder
 from selfie_core.weight_transfer import transfer_pretrained
@@ -30,7 +33,9 @@ from selfie_core.weight_transfer import transfer_pretrained
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """One trial's recipe. The budget is the same for both inits of a cell.
+    """One trial's recipe. `encoder` is the architecture finetuned (resnet50 | hybrid); the
+    pretrained weights a selfie trial starts from are its `weights`, passed beside it. The
+    budget is the same for both inits of a cell.
 
     Budget in optimizer steps: `epochs` passes over the subset (an epoch is at least
     `min_steps_per_epoch` steps), but at least `min_steps` in all, so a tiny subset still gets
@@ -69,19 +74,42 @@ class EpochResult:
     last: bool = False  # no epoch follows: budget spent or patience ran out
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process sits in its trial: the only process, or one rank of a DDP trial
+    (whose process group is up). Rank 0 validates and decides when to stop; the others
+    follow its decision, so every rank runs the same number of epochs (DDP hangs else)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def validates(self) -> bool:
+        return self.rank == 0
+
+    def agree(self, stop: bool) -> bool:
+        """Rank 0's `stop`, on every rank."""
+        if self.world == 1:
+            return stop
+        flag = torch.tensor([1 if stop else 0])
+        torch.distributed.broadcast(flag, src=0)
+        return bool(flag.item())
+
+
 def build_model(
-    cfg: FinetuneConfig, model_config: SelfieConfig, num_classes: int, encoder: EncoderFile | None
+    cfg: FinetuneConfig, model_config: SelfieConfig, num_classes: int, weights: EncoderFile | None
 ) -> nn.Module:
-    """The same network for both inits; `selfie` copies the pretrained P (and A) into it."""
+    """The same network (the `cfg.encoder` architecture) for both inits; `selfie` copies the
+    pretrained P (and A) from `weights` into it."""
     torch.manual_seed(cfg.seed)
     model = build_encoder(cfg.encoder, model_config, num_classes)
     if cfg.init == "selfie":
-        if encoder is None:
-            raise ValueError("init 'selfie' needs a pretrained encoder")
+        if weights is None:
+            raise ValueError("init 'selfie' needs pretrained weights")
         transfer_pretrained(
             model,
-            encoder.state_dict,
-            pretrained_config=encoder.config,
+            weights.state_dict,
+            pretrained_config=weights.config,
             encoder_config=model_config,
         )
     return model
@@ -101,17 +129,63 @@ def epoch_budget(num_samples: int, cfg: FinetuneConfig) -> int:
     return max(1, math.ceil(total / per_epoch))
 
 
+def finetune_image_size(manifest: Manifest, model_config: SelfieConfig) -> int:
+    """The side the trial's images are loaded at (the model's, checked for patching)."""
+    return model_image_size(manifest.image_size, model_config.image_size, model_config.patch_size)
+
+
+@dataclass(frozen=True)
+class FinetunePlan:
+    """What one trial does, resolved once from its recipe, its data and its model, before
+    its first step: the image size, the steps of an epoch on each rank, the epochs budgeted
+    and the learning-rate recipe (a validated `OptimSpec`: AdamW, warmup, then cosine to
+    zero over the whole budget). The loop, the optimizer and the reports read it; nothing
+    downstream recomputes a value of it."""
+
+    image_size: int
+    steps_per_epoch: int
+    epochs: int
+    optim: OptimSpec
+
+    def __post_init__(self) -> None:
+        if min(self.image_size, self.steps_per_epoch, self.epochs) < 1:
+            raise ValueError(f"a finetune plan needs positive sizes and counts, got {self}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+def plan_finetune(
+    cfg: FinetuneConfig,
+    manifest: Manifest,
+    model_config: SelfieConfig,
+    num_labeled: int,
+    world: int = 1,
+) -> FinetunePlan:
+    """The trial's plan; on `world` ranks the one-process steps of an epoch are split among
+    them (each streams its share of the subset), the budget in epochs unchanged."""
+    steps = -(-steps_per_epoch(num_labeled, cfg) // world)
+    return FinetunePlan(
+        image_size=finetune_image_size(manifest, model_config),
+        steps_per_epoch=steps,
+        epochs=epoch_budget(num_labeled, cfg),
+        optim=OptimSpec(
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            warmup_steps=cfg.warmup_epochs * steps,
+            min_lr_ratio=0.0,
+        ),
+    )
+
+
 def finetune_optimizer(
-    model: nn.Module, cfg: FinetuneConfig, steps: int, epochs: int
+    model: nn.Module, plan: FinetunePlan
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, float | None]:
-    """AdamW with warmup then cosine to zero over the trial's budget, the same for both
-    inits and for one-process and distributed trials; returns the gradient clip too."""
-    optim = OptimSpec(
-        lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_epochs * steps,
-        min_lr_ratio=0.0,
-    )  # fmt: skip
-    optimizer = build_optimizer(model, optim)
-    return optimizer, build_scheduler(optimizer, optim, epochs * steps), optim.grad_clip
+    """The plan's recipe, the same for both inits and for one-process and distributed
+    trials; returns the gradient clip too."""
+    optimizer = build_optimizer(model, plan.optim)
+    return optimizer, build_scheduler(optimizer, plan.optim, plan.total_steps), plan.optim.grad_clip
 
 
 def train_epoch(
@@ -140,27 +214,32 @@ def finetune(
     data: ShardData,
     indices: Sequence[int] | None,
     model_config: SelfieConfig,
-    encoder: EncoderFile | None,
+    weights: EncoderFile | None,
     device: torch.device,
     *,
     loader_workers: int = 0,
     decode_on: torch.device | None = None,
+    ranks: Ranks = Ranks(),
+    wrap: Callable[[nn.Module], nn.Module] = lambda model: model,
 ) -> Iterator[EpochResult]:
     """Finetune on the training samples at `indices` (manifest order; None: all of them).
 
     The subset is streamed from the shards by `loader_workers` processes (0: this
     process), never held in memory; batches arrive as uint8 and are normalised on the
     device. The stream is seeded by `cfg.seed` alone, so both inits see the same batches.
+    On several ranks each streams its share and takes the one-process step count split
+    among them; `wrap` is the DDP wrapper; results of ranks other than 0 carry no
+    validation figures (NaN) and no state.
     """
-    size = model_image_size(
-        data.manifest.image_size, model_config.image_size, model_config.patch_size
-    )
-    model = place(build_model(cfg, model_config, data.manifest.num_classes, encoder), device)
     num_labeled = len(indices) if indices is not None else data.manifest.counts["train"]
-    steps = steps_per_epoch(num_labeled, cfg)
+    plan = plan_finetune(cfg, data.manifest, model_config, num_labeled, ranks.world)
+    size, steps, epochs = plan.image_size, plan.steps_per_epoch, plan.epochs
+    model = place(build_model(cfg, model_config, data.manifest.num_classes, weights), device)
     train_batches = iter(
         data.train_loader(
             cfg.batch_size,
+            rank=ranks.rank,
+            world_size=ranks.world,
             num_workers=loader_workers,
             seed=cfg.seed,
             image_size=size,
@@ -170,25 +249,33 @@ def finetune(
     )
     val_loader = data.eval_loader("val", 256, loader_workers, image_size=size, decode_on=decode_on)
     mean, std = data.manifest.mean, data.manifest.std
-    epochs = epoch_budget(num_labeled, cfg)
-    optimizer, scheduler, grad_clip = finetune_optimizer(model, cfg, steps, epochs)
+    optimizer, scheduler, grad_clip = finetune_optimizer(model, plan)
+    model = wrap(model)
     best_acc, best_epoch, best_state = -1.0, 0, {}
     for epoch in range(1, epochs + 1):
         train_loss, train_acc = train_epoch(
             model, train_batches, steps, mean, std, device, optimizer, scheduler, grad_clip
         )
-        val = evaluate_classifier(model, normalized_batches(val_loader, mean, std, device), device)
-        improved = val.accuracy > best_acc
-        if improved:
-            best_acc, best_epoch = val.accuracy, epoch
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        out_of_patience = cfg.patience is not None and epoch - best_epoch >= cfg.patience
+        val_loss, val_acc, improved = math.nan, math.nan, False
+        if ranks.validates:
+            val = evaluate_classifier(
+                unwrap(model), normalized_batches(val_loader, mean, std, device), device
+            )
+            val_loss, val_acc, improved = val.loss, val.accuracy, val.accuracy > best_acc
+            if improved:
+                best_acc, best_epoch = val.accuracy, epoch
+                best_state = copy.deepcopy(
+                    {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+                )
+        out_of_patience = ranks.agree(
+            cfg.patience is not None and epoch - best_epoch >= cfg.patience
+        )
         yield EpochResult(
             epoch=epoch,
             train_loss=train_loss,
             train_accuracy=train_acc,
-            val_loss=val.loss,
-            val_accuracy=val.accuracy,
+            val_loss=val_loss,
+            val_accuracy=val_acc,
             improved=improved,
             best_val_accuracy=best_acc,
             best_epoch=best_epoch,
@@ -215,9 +302,7 @@ def evaluate_on_test(
     model = build_encoder(cfg.encoder, model_config, data.manifest.num_classes)
     model.load_state_dict(state)
     model = place(model, device)
-    size = model_image_size(
-        data.manifest.image_size, model_config.image_size, model_config.patch_size
-    )
+    size = finetune_image_size(data.manifest, model_config)
     batches = data.eval_loader("test", 256, loader_workers, image_size=size, decode_on=decode_on)
     mean, std = data.manifest.mean, data.manifest.std
     test = normalized_batches(batches, mean, std, device)

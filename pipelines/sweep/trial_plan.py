@@ -1,6 +1,6 @@
 """Which trials a sweep runs: its cells, its arms and its search protocol.
 
-An arm is an init with its weights: `scratch`, and `selfie` once per pretrained encoder
+An arm is an init with its weights: `scratch`, and `selfie` once per pretrained weights
 (pretraining seed k = the k-th weights the spec names). A cell is (architecture, arm,
 labeled fraction, finetune seed). Arms, not init x pretraining seed, so that scratch is not
 trained once per pretraining seed.
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.specs import SweepSpec
+from pipelines.specs import SpecError, SweepSpec
 
 CELL_KEY = "cell"
 SETTING_KEY = "setting"  # random mode: the (lr, weight decay) draw, shared by every cell
@@ -63,10 +63,16 @@ def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def weights_index(params: Mapping[str, Any]) -> int | None:
     """Which pretrained weights a trial finetunes: None for scratch; for selfie the index in
-    the spec's `pretrained` (configs without one, from sweeps with one encoder, mean 0)."""
+    the spec's `pretrained`. A trial config without one comes from a sweep saved by an older
+    version: it is refused in one sentence."""
     if params["init"] != "selfie":
         return None
-    return int(params.get("pretrain_seed") or 0)
+    if params.get("pretrain_seed") is None:
+        raise SpecError(
+            "this sweep's saved trials name no pretrained weights (they were saved by an older "
+            "version): run the sweep again without resume"
+        )
+    return int(params["pretrain_seed"])
 
 
 def cell_of(params: Mapping[str, Any]) -> Cell:
@@ -79,11 +85,11 @@ def cell_of(params: Mapping[str, Any]) -> Cell:
     )
 
 
-def arms(inits: Iterable[str], encoders: int) -> list[tuple[str, int | None]]:
-    """(init, pretraining seed) pairs: scratch once, selfie once per pretrained encoder."""
+def arms(inits: Iterable[str], pretrainings: int) -> list[tuple[str, int | None]]:
+    """(init, pretraining seed) pairs: scratch once, selfie once per pretrained weights."""
     out: list[tuple[str, int | None]] = []
     for init in inits:
-        out += [(init, None)] if init == "scratch" else [(init, k) for k in range(encoders)]
+        out += [(init, None)] if init == "scratch" else [(init, k) for k in range(pretrainings)]
     return out
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipelines.runtime.placement import alive_nodes, worker_shape
-from pipelines.specs import SpecError, SweepSpec
+from pipelines.specs import SpecError, SweepSpec, build_spec
 
 
 def resolve_trial_shape(spec: SweepSpec, nodes=None) -> SweepSpec:
@@ -20,7 +20,7 @@ def resolve_trial_shape(spec: SweepSpec, nodes=None) -> SweepSpec:
     shape = worker_shape(
         nodes, spec.workers_per_trial, spec.cpus_per_trial, spec.gpus_per_trial, what
     )
-    return spec.model_copy(update={"gpus_per_trial": shape.gpus})
+    return build_spec(SweepSpec, spec.model_dump() | {"gpus_per_trial": shape.gpus})
 
 
 def trial_resources(spec: SweepSpec) -> dict[str, float]:

@@ -17,7 +17,7 @@ from pipelines.training.checkpoint import ENCODER_FILE, EncoderFile, load_encode
 
 @dataclass
 class ResolvedWeights:
-    encoder: EncoderFile
+    weights: EncoderFile
     location: str
     pretrain_run_id: str | None
 

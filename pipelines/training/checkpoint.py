@@ -67,11 +67,6 @@ def write_training_state(directory: Path, state: dict) -> Path:
     return path
 
 
-def save_training_state(directory: Path, **parts) -> Path:
-    """Snapshot and write at once (see `training_state` for the parts)."""
-    return write_training_state(directory, training_state(**parts))
-
-
 def _load(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")

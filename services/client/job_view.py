@@ -19,6 +19,7 @@ from rich.text import Text
 
 from pipelines.specs.names import PROGRESS_MARKER, RESULT_MARKER
 from services.client.rest_client import SelfieClient
+from services.server.log_lines import is_error_line
 
 TAIL_LINES = 30
 PLAIN_EVERY_S = 15.0  # without a terminal (CI, a pipe): a line at most this often
@@ -34,11 +35,6 @@ def parse_progress(line: str) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return record if isinstance(record, dict) and "stage" in record else None
-
-
-def _is_error(line: str) -> bool:
-    text = line.strip()
-    return text.startswith(("error:", "Traceback")) or "Error:" in text
 
 
 def describe(record: dict[str, Any]) -> str:
@@ -78,7 +74,7 @@ class JobView:
                     if len(self.stages) > 1:
                         shown.append(f"done: {self.stages[-2]}")
                 self.progress = record
-            elif _is_error(line) and RESULT_MARKER not in line:
+            elif is_error_line(line) and RESULT_MARKER not in line:
                 shown.append(line.strip())
         return shown
 

@@ -53,6 +53,7 @@ class SelfieClient:
 
     def _check(self, response: httpx.Response) -> httpx.Response:
         if response.status_code >= 400:
+            response.read()  # a streamed answer's body is unread until asked for
             try:
                 detail = response.json().get("detail", response.text)
             except ValueError:
@@ -60,15 +61,18 @@ class SelfieClient:
             raise ServiceError(response.status_code, str(detail))
         return response
 
+    def _unreachable(self, exc: httpx.TransportError) -> ServiceError:
+        return ServiceError(
+            0,
+            f"cannot reach the control service at {self.http.base_url} ({exc}): start it "
+            "with `selfie serve`, or point SELFIE_SERVER_URL (or --url) at it",
+        )
+
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
             return self._check(self.http.request(method, path, **kw))
         except httpx.TransportError as exc:
-            raise ServiceError(
-                0,
-                f"cannot reach the control service at {self.http.base_url} ({exc}): start it "
-                "with `selfie serve`, or point SELFIE_SERVER_URL (or --url) at it",
-            ) from None
+            raise self._unreachable(exc) from None
 
     def submit(
         self, kind: str, spec: dict, name: str | None = None, idempotency_key: str | None = None
@@ -91,11 +95,16 @@ class SelfieClient:
         return self._request("GET", f"/v1/jobs/{job_id}/logs", params=params).text
 
     def follow_logs(self, job_id: str) -> Iterator[str]:
-        with self.http.stream(
-            "GET", f"/v1/jobs/{job_id}/logs", params={"follow": "true"}, timeout=None
-        ) as response:
-            self._check(response)
-            yield from response.iter_text()
+        """The job's log as it grows; errors (401, 404, a lost connection) as `ServiceError`,
+        like every other call."""
+        try:
+            with self.http.stream(
+                "GET", f"/v1/jobs/{job_id}/logs", params={"follow": "true"}, timeout=None
+            ) as response:
+                self._check(response)
+                yield from response.iter_text()
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
 
     def cancel(self, job_id: str) -> JobPublic:
         return JobPublic.model_validate(self._request("POST", f"/v1/jobs/{job_id}/cancel").json())

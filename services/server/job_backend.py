@@ -16,6 +16,7 @@ from typing import Protocol
 
 from pipelines.specs.names import JOB_KIND_ENV, JOB_SPEC_ENV, PROGRESS_ENV, RESULT_MARKER
 from services.server.job_models import JobState
+from services.server.log_lines import last_error_line  # noqa: F401 - its old home
 from services.server.settings import ServiceSettings
 
 ENTRY_MODULE = "pipelines.cli.job_entry"
@@ -85,12 +86,4 @@ def parse_result(logs: str) -> dict | None:
                 return json.loads(line[len(RESULT_MARKER) :])
             except json.JSONDecodeError:
                 return None
-    return None
-
-
-def last_error_line(logs: str) -> str | None:
-    for line in reversed(logs.splitlines()):
-        text = line.strip()
-        if text.startswith("error:") or "Error" in text:
-            return text[:500]
     return None

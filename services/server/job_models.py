@@ -124,8 +124,7 @@ class JobPublic(BaseModel):
         public = cls.model_validate(record)
         result = record.result or {}
         ids: list[str] = []
-        # `pretrain_run_id`: results of jobs stored before sweeps took several pretrainings.
-        for key in ("mlflow_run_id", "pretrain_run_id", "pretrain_run_ids", "sweep_run_id"):
+        for key in ("mlflow_run_id", "pretrain_run_ids", "sweep_run_id"):
             value = result.get(key) or []
             ids += [str(v) for v in value] if isinstance(value, list) else [str(value)]
         public.mlflow_run_ids = ids
