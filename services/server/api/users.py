@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.server.account_models import ApiKeyRecord, Scope
 from services.server.api_errors import error_responses
-from services.server.api_keys import AccountError, add_user, list_keys, revoke
+from services.server.api_keys import USER_NAME, AccountError, add_user, list_keys, revoke
 from services.server.audit import audited
 from services.server.deps import AdminDep, AuthDep, SessionDep, StateDep, UserDep
 from services.server.job_store import session_scope
@@ -23,7 +23,9 @@ router = APIRouter(
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64, description="Lowercase letters, digits, _.-")
+    name: str = Field(
+        pattern=USER_NAME.pattern, description="1-64 lowercase letters, digits, '_', '.', '-'."
+    )
     scope: Scope = Field(default=Scope.USER, description="admin, user or read_only.")
     expires_days: int | None = Field(
         default=None, ge=1, le=3650, description="Days until the key stops working."
@@ -91,7 +93,9 @@ def list_all(_who: AdminDep, session: SessionDep) -> list[KeyPublic]:
 
 @router.delete("/{name_or_key_id}", response_model=list[KeyPublic], responses=error_responses(404))
 def revoke_key(
-    name_or_key_id: Annotated[str, Path(max_length=64)], who: AdminDep, state: StateDep
+    name_or_key_id: Annotated[str, Path(pattern=USER_NAME.pattern)],
+    who: AdminDep,
+    state: StateDep,
 ) -> list[KeyPublic]:
     """Revoke a key by its id, or every key of a user by name: they answer 401 from now on."""
     with audited(state.sessions, who, f"users.revoke {name_or_key_id}"):
