@@ -8,11 +8,16 @@ with a 413 at the first byte over the limit; a `Content-Length` over it is refus
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import HTTPException, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.server.api_keys import Principal, authenticate
+
+log = logging.getLogger(__name__)
 
 PROTECTED_PREFIX = "/v1/"
 PRINCIPAL = "principal"  # where the caller is kept in the request's state
@@ -48,10 +53,19 @@ class Authenticate:
             return
         service = scope["app"].state.service
         # One indexed read by the key's hash; on the loop, as the other fast reads are.
-        with service.sessions() as session:
-            who: Principal | None = authenticate(
-                session=session, presented=key, bootstrap_token=service.token
+        try:
+            with service.sessions() as session:
+                who: Principal | None = authenticate(
+                    session=session, presented=key, bootstrap_token=service.token
+                )
+        except SQLAlchemyError:
+            log.exception("the job store did not answer a key lookup")
+            response = JSONResponse(
+                {"detail": "the job store is unreachable, so keys cannot be checked: retry"},
+                status.HTTP_503_SERVICE_UNAVAILABLE,
             )
+            await response(scope, receive, send)
+            return
         if who is None:
             await _unauthorized(
                 "the bearer key is not valid (unknown, revoked or expired): ask an admin for one"
