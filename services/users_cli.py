@@ -8,6 +8,7 @@ import os
 import typer
 
 from pipelines.cli.main import console
+from services.server import audit
 from services.server.account_models import Scope
 from services.server.api_keys import add_user, list_keys, revoke
 from services.server.job_store import make_engine, session_factory, session_scope
@@ -24,6 +25,13 @@ def _sessions():
     return session_factory(make_engine(settings.resolved_database_url))
 
 
+def _actor() -> str:
+    """Who ran the command, for the audit trail: the OS user on the store's host."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"[:64]
+
+
 @users_app.command("add")
 def add(
     name: str = typer.Argument(..., help="User name (lowercase letters, digits, _ . -)."),
@@ -35,9 +43,11 @@ def add(
     if admin and read_only:
         raise typer.BadParameter("give --admin or --read-only, not both")
     scope = Scope.ADMIN if admin else Scope.READ_ONLY if read_only else Scope.USER
-    with session_scope(_sessions()) as session:
+    sessions = _sessions()
+    with session_scope(sessions) as session:
         made = add_user(session=session, name=name, scope=scope, expires_days=expires_days)
         record, key = made.record, made.key
+    audit.record(sessions, _actor(), f"users.add {name}", None, "ok")
     expiry = record.expires_at.isoformat() if record.expires_at else "never"
     # The key alone on stdout (for `KEY=$(selfie users add ...)`), the rest on stderr.
     typer.echo(
@@ -64,7 +74,9 @@ def list_cmd() -> None:
 @users_app.command("revoke")
 def revoke_cmd(name_or_key_id: str = typer.Argument(..., help="A user name or a key id.")) -> None:
     """Revoke a key (by id) or every key of a user (by name): they answer 401 from now on."""
-    with session_scope(_sessions()) as session:
+    sessions = _sessions()
+    with session_scope(sessions) as session:
         done = revoke(session=session, name_or_key_id=name_or_key_id)
         ids = ", ".join(f"{r.key_id} ({r.user})" for r in done)
+    audit.record(sessions, _actor(), f"users.revoke {name_or_key_id}", None, "ok")
     console.print(f"revoked {ids}", highlight=False)

@@ -203,6 +203,11 @@ def test_users_cli_issues_lists_and_revokes_keys(tmp_path) -> None:
     twice = selfie("add", "carol")
     assert twice.returncode == 2 and "already has an active key" in twice.stdout + twice.stderr
     assert selfie("revoke", "carol").returncode == 0
+    store = create_engine(f"sqlite:///{tmp_path / 'work' / 'jobs.db'}")
+    with store.connect() as conn:
+        actions = [r[0] for r in conn.execute(text("SELECT action FROM audit ORDER BY id"))]
+    store.dispose()
+    assert actions == ["users.add carol", "users.revoke carol"]
     from services.server.api_keys import authenticate
     from services.server.job_store import make_engine, session_factory
 
