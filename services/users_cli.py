@@ -7,7 +7,6 @@ import os
 
 import typer
 
-from pipelines.cli.main import console
 from services.server import audit
 from services.server.account_models import Scope
 from services.server.api_keys import add_user, list_keys, revoke
@@ -79,4 +78,4 @@ def revoke_cmd(name_or_key_id: str = typer.Argument(..., help="A user name or a 
         done = revoke(session=session, name_or_key_id=name_or_key_id)
         ids = ", ".join(f"{r.key_id} ({r.user})" for r in done)
     audit.record(sessions, _actor(), f"users.revoke {name_or_key_id}", None, "ok")
-    console.print(f"revoked {ids}", highlight=False)
+    typer.echo(f"revoked {ids}")
