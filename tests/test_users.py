@@ -114,6 +114,9 @@ def test_scopes_revocation_and_expiry(svc) -> None:
             assert reader.get("/v1/experiments").status_code == 200
             refused = reader.post("/v1/jobs", json=_ingest(svc, f"r-{tag}"))
             assert refused.status_code == 403 and "read-only" in refused.json()["detail"]
+        assert [(a, o[:12]) for a, _, o in _audit_rows(svc, f"reader-{tag}")] == [
+            ("POST /v1/jobs", "refused 403:")
+        ]
         with keyed(svc, user_key) as user:
             assert user.get("/v1/users").status_code == 403  # only admins manage users
             assert user.get("/v1/users/me").json()["scope"] == "user"

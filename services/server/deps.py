@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mlflow.tracking import MlflowClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.server import audit
 from services.server.api_keys import Principal
 from services.server.job_backend import JobBackend
 from services.server.metrics import ServiceMetrics
@@ -83,12 +84,16 @@ UserDep = Annotated[Principal, Depends(current_user)]
 AuthDep = Depends(current_user)
 
 
-async def writing_user(who: UserDep) -> Principal:
+def writing_user(who: UserDep, state: StateDep, request: Request) -> Principal:
+    """The caller, if its key may write; a read-only key's attempt is refused and audited
+    (the route's own audit never runs for it)."""
     if not who.may_write:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            f"user {who.user!r} has a read-only key: it may list and read jobs, not change them",
+        detail = (
+            f"user {who.user!r} has a read-only key: it may list and read jobs, not change them"
         )
+        action = f"{request.method} {request.url.path}"[:32]
+        audit.record(state.sessions, who.user, action, None, f"refused 403: {detail}")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail)
     return who
 
 
