@@ -120,7 +120,7 @@ def test_scopes_revocation_and_expiry(svc) -> None:
         with keyed(svc, user_key) as user:
             assert user.get("/v1/users").status_code == 403  # only admins manage users
             assert user.get("/v1/users/me").json()["scope"] == "user"
-            assert admin.delete(f"/v1/users/user-{tag}").status_code == 200
+            assert admin.post(f"/v1/users/user-{tag}/revoke").status_code == 200
             gone = user.get("/v1/jobs")
             assert gone.status_code == 401 and "revoked" in gone.json()["detail"]
         _expire(svc.store_url, f"short-{tag}")

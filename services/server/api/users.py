@@ -1,4 +1,7 @@
-"""/v1/users: admins issue, list and revoke API keys; anyone asks who they are."""
+"""/v1/users: admins issue, list and revoke API keys; anyone asks who they are.
+
+Revoking is `POST /v1/users/{name or key id}/revoke` (as a job's cancel is), not a DELETE on
+`/v1/users/{...}`: that path would also match `/v1/users/me`."""
 
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ from services.server.deps import AdminDep, AuthDep, SessionDep, StateDep, UserDe
 from services.server.job_store import session_scope
 
 router = APIRouter(
-    prefix="/v1/users", tags=["users"], dependencies=[AuthDep], responses=error_responses(401, 403)
+    prefix="/v1/users",
+    tags=["users"],
+    dependencies=[AuthDep],
+    responses=error_responses(401, 403, 422),
 )
 
 
@@ -67,7 +73,7 @@ async def me(who: UserDep) -> Me:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=NewKeyPublic,
-    responses=error_responses(409, 422),
+    responses=error_responses(400, 409, 413),
 )
 def create(body: Annotated[UserCreate, Body()], who: AdminDep, state: StateDep) -> NewKeyPublic:
     """Issue a key for a user (one active key per user). The key is in this answer only."""
@@ -91,7 +97,9 @@ def list_all(_who: AdminDep, session: SessionDep) -> list[KeyPublic]:
     return [_public(r) for r in list_keys(session=session)]
 
 
-@router.delete("/{name_or_key_id}", response_model=list[KeyPublic], responses=error_responses(404))
+@router.post(
+    "/{name_or_key_id}/revoke", response_model=list[KeyPublic], responses=error_responses(404)
+)
 def revoke_key(
     name_or_key_id: Annotated[str, Path(pattern=USER_NAME.pattern)],
     who: AdminDep,
