@@ -205,3 +205,17 @@ def test_production_refuses_weak_or_shared_secrets(tmp_path, env: dict, needle: 
 def test_the_bootstrap_token_still_works_as_admin(svc) -> None:
     me = httpx.get(f"{svc.url}/v1/users/me", headers={"Authorization": f"Bearer {TOKEN}"})
     assert me.json() == {"user": "admin", "scope": "admin", "key_id": None}
+
+
+def test_the_limit_counts_cells_as_the_sweep_does() -> None:
+    """The bound taken before building any cell equals the cells the sweep runs."""
+    from pipelines.specs import SweepSpec
+    from pipelines.specs.sweep_cells import all_cells, cell_count
+
+    for extra in (
+        {"inits": ["scratch"]},
+        {"inits": ["scratch", "selfie"], "pretrained": ["a" * 32, "b" * 32]},
+        {"inits": ["selfie", "selfie"], "pretrained": ["c" * 32], "architectures": ["hybrid"]},
+    ):
+        spec = SweepSpec(data="d", fractions=[0.1, 0.5], seeds=3, **extra)
+        assert cell_count(spec) == len(all_cells(spec)), extra
