@@ -6,6 +6,7 @@ The pipelines know nothing of the service; the service's command is the one user
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,11 +17,13 @@ from pipelines.specs import load_spec_file
 from services.client.rest_client import SelfieClient
 from services.server.job_models import JobPublic
 from services.server.settings import get_service_settings
+from services.server.store_files import PRIVATE_UMASK, private_dir
+from services.users_cli import users_app
 
 app = typer.Typer(add_completion=False)
 
 URL_OPTION = typer.Option(None, "--url", help="Service URL (env SELFIE_SERVER_URL).")
-TOKEN_OPTION = typer.Option(None, "--token", help="API token (env SELFIE_API_TOKEN).")
+TOKEN_OPTION = typer.Option(None, "--token", help="API key (env SELFIE_API_TOKEN).")
 RAW_OPTION = typer.Option(False, "--raw", help="The job's raw log instead of the live view.")
 
 
@@ -34,8 +37,12 @@ def serve(
 
     from services.server.app import create_app
 
+    # Everything the service and its local jobs create (token, job store, logs, MLflow's
+    # SQLite) is private to this user from creation: no chmod-after window.
+    os.umask(PRIVATE_UMASK)
     settings = get_service_settings()
-    settings.resolved_workdir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.resolved_workdir)
+    settings.check_secrets()  # production: strong, distinct tokens, or one sentence here
     token = settings.resolved_api_token()
     if settings.api_token is None:
         console.print(
@@ -204,11 +211,13 @@ def selfie_group():
     group = command_group()
     group.help = (
         "Selfie pipelines: ingest, pretrain, sweep, pipeline, report, benchmarks; the control "
-        "service (serve) and its client verbs (submit, jobs, status, logs, cancel); demo."
+        "service (serve), its API keys (users) and its client verbs (submit, jobs, status, logs, "
+        "cancel); demo."
     )
     service = typer.main.get_group(app)
     for name, command in service.commands.items():
         group.add_command(command, name)
+    group.add_command(typer.main.get_group(users_app), "users")
     bench = group.commands["bench"]
     bench.add_command(typer.main.get_command(_bench_service_app()), "service")
     return group

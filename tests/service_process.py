@@ -95,3 +95,17 @@ def wait_for_state(
             return job
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} never reached {states}: {job}")
+
+
+def new_key(admin: httpx.Client, name: str, scope: str = "user", **extra) -> str:
+    """A fresh API key for `name` (scope admin, user or read_only), issued over REST."""
+    made = admin.post("/v1/users", json={"name": name, "scope": scope, **extra})
+    assert made.status_code == 201, made.text
+    return made.json()["key"]
+
+
+def keyed(service: ServiceProcess, key: str) -> httpx.Client:
+    """A client of `service` that sends `key`."""
+    return httpx.Client(
+        base_url=service.url, headers={"Authorization": f"Bearer {key}"}, timeout=120
+    )

@@ -96,7 +96,7 @@ def test_what_the_code_needs_is_set() -> None:
 
 def test_compose_waits_for_health_and_fails_loudly() -> None:
     text = (DEPLOY / "compose" / "compose.yaml").read_text()
-    for var in ("SELFIE_API_TOKEN", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"):
+    for var in ("SELFIE_API_TOKEN", "RAY_AUTH_TOKEN", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"):
         assert re.search(r"\$\{" + var + r":\?", text), f"{var} must be required"
     for name, svc in _compose()["services"].items():
         deps = svc.get("depends_on", {})
@@ -181,3 +181,59 @@ def test_drivers_run_on_worker_groups_and_gpus_are_requested() -> None:
     services = _compose()["services"]
     assert services["service"]["environment"]["SELFIE_DRIVER_RESOURCE"] == name
     assert f'{{"{name}":' in services["ray-worker"]["command"]
+
+
+SERVICE_ONLY = {"SELFIE_API_TOKEN", "SELFIE_DATABASE_URL", "POSTGRES_PASSWORD"}
+
+
+def test_compose_keeps_the_api_token_apart_from_ray() -> None:
+    """The API token was also Ray's admin token (RAY_AUTH_TOKEN: ${SELFIE_API_TOKEN}) and
+    so sat on every Ray node: now Ray has its own required secret, and the API token and the
+    job store's URL stay with the service."""
+    services = _compose()["services"]
+    ray_token = services["service"]["environment"]["RAY_AUTH_TOKEN"]
+    assert ray_token.startswith("${RAY_AUTH_TOKEN:?"), ray_token
+    assert services["service"]["environment"]["SELFIE_API_TOKEN"].startswith("${SELFIE_API_TOKEN:?")
+    for node in ("ray-head", "ray-worker"):
+        env = services[node]["environment"]
+        assert env["RAY_AUTH_TOKEN"] == ray_token
+        assert not SERVICE_ONLY & set(env), f"{node} holds {SERVICE_ONLY & set(env)}"
+        assert not any("SELFIE_API_TOKEN" in str(v) for v in env.values()), node
+
+
+def _secret_refs(containers: list[dict]) -> set[tuple[str, str]]:
+    refs = set()
+    for c in containers:
+        for e in c.get("env", []):
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                refs.add((ref["name"], ref["key"]))
+    return refs
+
+
+def test_kuberay_pods_get_only_the_secrets_they_need() -> None:
+    """Every Ray pod loaded all of `selfie-secrets` (API token and job store URL included),
+    and the shipped Secret held `change-me` values that production accepted."""
+    from services.server.settings import SHIPPED_SECRETS
+
+    docs = _k8s_docs()
+    for d in docs:
+        if d["kind"] == "Secret":
+            values = (d.get("stringData") or {}) | (d.get("data") or {})
+            assert not values, f"Secret {d['metadata']['name']} ships values: {sorted(values)}"
+    for _group, _params, pod in _ray_pod_specs():
+        for c in pod["containers"]:
+            assert not [s for s in c.get("envFrom", []) if "secretRef" in s], "a whole secret"
+    pods = {group: _secret_refs(pod["containers"]) for group, _p, pod in _ray_pod_specs()}
+    assert pods["head"] == {("selfie-ray-auth", "RAY_AUTH_TOKEN")}
+    for group in ("cpu", "gpu"):
+        assert {key for _, key in pods[group]} == {
+            "RAY_AUTH_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"
+        }, group  # fmt: skip
+        assert not {key for _, key in pods[group]} & SERVICE_ONLY
+    service = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    refs = _secret_refs(service["containers"])
+    assert ("selfie-api", "SELFIE_API_TOKEN") in refs
+    assert ("selfie-ray-auth", "RAY_AUTH_TOKEN") in refs
+    text = "".join(p.read_text() for p in (DEPLOY / "kuberay").glob("*.yaml"))
+    assert "change-me" not in text and "change-me" in SHIPPED_SECRETS

@@ -34,7 +34,14 @@ def test_idempotency_key_admits_one_job_under_a_race(database_url: str) -> None:
         barrier.wait()
         try:
             with session_scope(factory) as session:
-                create_job(session=session, kind="ingest", name=None, spec={}, idempotency_key="k")
+                create_job(
+                    session=session,
+                    owner="u",
+                    kind="ingest",
+                    name=None,
+                    spec={},
+                    idempotency_key="k",
+                )
             outcomes.append("created")
         except IntegrityError:
             outcomes.append("conflict")
@@ -46,7 +53,7 @@ def test_idempotency_key_admits_one_job_under_a_race(database_url: str) -> None:
         t.join()
     assert outcomes.count("created") == 1 and outcomes.count("conflict") == 7
     with session_scope(factory) as session:
-        assert get_by_idempotency_key(session=session, key="k") is not None
+        assert get_by_idempotency_key(session=session, owner="u", key="k") is not None
 
 
 def test_cursor_pages_see_every_job_once_while_jobs_arrive(database_url: str) -> None:
@@ -54,7 +61,12 @@ def test_cursor_pages_see_every_job_once_while_jobs_arrive(database_url: str) ->
     with session_scope(factory) as session:
         made = [
             create_job(
-                session=session, kind="pretrain", name=f"j{i}", spec={}, idempotency_key=None
+                session=session,
+                owner="u",
+                kind="pretrain",
+                name=f"j{i}",
+                spec={},
+                idempotency_key=None,
             )
             for i in range(7)
         ]
@@ -67,7 +79,14 @@ def test_cursor_pages_see_every_job_once_while_jobs_arrive(database_url: str) ->
             page, cursor = list_jobs(session=session, limit=3, cursor=cursor)
             seen += [r.id for r in page]
             # A job submitted while a client pages is newer than every page: never in them.
-            create_job(session=session, kind="sweep", name="late", spec={}, idempotency_key=None)
+            create_job(
+                session=session,
+                owner="u",
+                kind="sweep",
+                name="late",
+                spec={},
+                idempotency_key=None,
+            )
         if cursor is None:
             break
     assert sorted(seen) == sorted(r.id for r in made)
@@ -81,7 +100,12 @@ def test_times_come_back_aware_utc(database_url: str) -> None:
     factory = _store(database_url)
     with session_scope(factory) as session:
         record = create_job(
-            session=session, kind="pipeline", name=None, spec={}, idempotency_key=None
+            session=session,
+            owner="u",
+            kind="pipeline",
+            name=None,
+            spec={},
+            idempotency_key=None,
         )
         set_state(record, JobState.RUNNING)
         set_state(record, JobState.SUCCEEDED)
@@ -112,7 +136,12 @@ def test_a_stored_result_names_its_runs_whatever_release_stored_it(database_url:
             {"mlflow_run_id": "3" * 32, "pretrain_run_ids": new, "sweep_run_id": "4" * 32},
         ):
             record = create_job(
-                session=session, kind="pipeline", name=None, spec={}, idempotency_key=None
+                session=session,
+                owner="u",
+                kind="pipeline",
+                name=None,
+                spec={},
+                idempotency_key=None,
             )
             record.result = result
             ids.append(record.id)

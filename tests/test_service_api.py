@@ -22,7 +22,7 @@ def _ingest(service, out: str, source: str = "synthetic:60", **extra) -> dict:
 def test_auth_and_health(local_service) -> None:
     assert httpx.get(f"{local_service.url}/v1/jobs").status_code == 401
     wrong = httpx.get(f"{local_service.url}/v1/jobs", headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 403 and "not valid" in wrong.json()["detail"]
+    assert wrong.status_code == 401 and "not valid" in wrong.json()["detail"]
     health = httpx.get(f"{local_service.url}/healthz")
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "ray": "ok", "mlflow": "ok", "database": "ok"}

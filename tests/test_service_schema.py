@@ -7,20 +7,28 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.service_process import TOKEN
+from tests.service_process import TOKEN, new_key
 
 pytestmark = pytest.mark.ray
 
 
-def test_schemathesis_finds_no_server_error_and_no_schema_break(service, tmp_path) -> None:
+@pytest.mark.parametrize("scope", ["admin", "read_only"])
+def test_schemathesis_finds_no_server_error_and_no_schema_break(service, tmp_path, scope) -> None:
+    """With the bootstrap admin key, and with a read-only key (every write then a 403 the
+    schema documents)."""
+    key = TOKEN
+    if scope != "admin":
+        with service.client() as admin:
+            key = new_key(admin, f"schema-{uuid.uuid4().hex[:8]}", scope)
     cli = Path(sys.executable).with_name("schemathesis")
     cmd = [
         str(cli), "run", f"{service.url}/openapi.json",
-        "--header", f"Authorization: Bearer {TOKEN}",
+        "--header", f"Authorization: Bearer {key}",
         "--max-examples", "40", "--seed", "20261123",
         # A schema-valid spec is still refused when its data lies outside the data roots,
         # a rule of the deployment that no schema carries: that one check is left out.

@@ -19,37 +19,26 @@ to one dict of plain values.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from pipelines.specs import SpecError, SweepSpec
+from pipelines.specs.sweep_cells import (  # noqa: F401 - re-exported for the sweep
+    Cell,
+    all_cells,
+    arms,
+    replicate_cells,
+    search_cells,
+    trial_count,
+)
 
 CELL_KEY = "cell"
 SETTING_KEY = "setting"  # random mode: the (lr, weight decay) draw, shared by every cell
 SEARCH_PHASE = "search"
 REPLICATE_PHASE = "replicates"
-
-
-@dataclass(frozen=True)
-class Cell:
-    encoder: str  # the finetune architecture (resnet50 | hybrid)
-    init: str
-    pretrain_seed: int | None  # index of the pretrained weights; None for scratch
-    fraction: float
-    seed: int
-
-    @property
-    def setting_key(self) -> tuple[str, str, float]:
-        """The cells that share one searched setting under `first-seed`."""
-        return (self.encoder, self.init, self.fraction)
-
-    def config(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,43 +74,10 @@ def cell_of(params: Mapping[str, Any]) -> Cell:
     )
 
 
-def arms(inits: Iterable[str], pretrainings: int) -> list[tuple[str, int | None]]:
-    """(init, pretraining seed) pairs: scratch once, selfie once per pretrained weights."""
-    out: list[tuple[str, int | None]] = []
-    for init in inits:
-        out += [(init, None)] if init == "scratch" else [(init, k) for k in range(pretrainings)]
-    return out
-
-
-def all_cells(spec: SweepSpec) -> list[Cell]:
-    """Every cell of the sweep, selfie once per weights in `spec.pretrained`."""
-    return [
-        Cell(arch, init, pseed, fraction, seed)
-        for arch, (init, pseed), fraction, seed in itertools.product(
-            spec.architectures,
-            arms(spec.inits, len(spec.pretrained)),
-            spec.fractions,
-            range(spec.seeds),
-        )
-    ]
-
-
 def stops_early(spec: SweepSpec, phase: str) -> bool:
     """Whether the phase's trials may be stopped by ASHA: the search's only, with `asha`;
     the replicates train the setting their search chose to the end of its budget."""
     return spec.search.asha and phase == SEARCH_PHASE
-
-
-def search_cells(spec: SweepSpec) -> list[Cell]:
-    cells = all_cells(spec)
-    if spec.search.scope == "every-seed":
-        return cells
-    return [c for c in cells if c.seed == 0 and (c.pretrain_seed or 0) == 0]
-
-
-def replicate_cells(spec: SweepSpec) -> list[Cell]:
-    searched = set(search_cells(spec))
-    return [c for c in all_cells(spec) if c not in searched]
 
 
 def search_space(spec: SweepSpec, cells: list[Cell]) -> dict:
@@ -173,13 +129,3 @@ def replicate_space(cells: list[Cell], chosen: Mapping[tuple, dict[str, float]])
 
     configs = [c.config() | chosen[c.setting_key] for c in cells if c.setting_key in chosen]
     return {CELL_KEY: tune.grid_search(configs)} if configs else None
-
-
-def trial_count(spec: SweepSpec) -> int:
-    """How many trials the sweep runs: the search per searched cell, one per replicate."""
-    per_cell = (
-        len(spec.search.lr) * len(spec.search.weight_decay)
-        if spec.search.mode == "grid"
-        else spec.search.num_samples
-    )
-    return len(search_cells(spec)) * per_cell + len(replicate_cells(spec))

@@ -32,12 +32,13 @@ class ApiError(BaseModel):
 
 _WHY = {
     400: "The body is not JSON.",
-    401: "No bearer token.",
-    403: "The bearer token is not valid.",
-    404: "No such job, experiment, run or artifact.",
-    409: "The job is in a state that does not allow this.",
+    401: "No bearer key, or one unknown, revoked or expired.",
+    403: "The key's scope does not allow this (read-only, or not an admin).",
+    404: "No such job (or not yours), experiment, run, artifact or user.",
+    409: "The job's state, or another user's run or data, does not allow this.",
     413: "The request body is over the size limit.",
-    422: "A field is invalid; `detail` names it.",
+    422: "A field is invalid or over a limit; `detail` names it.",
+    429: "You have as many unfinished jobs as the service allows one user.",
     503: "Ray (or another backend) is unreachable; nothing was changed.",
 }
 

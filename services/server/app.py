@@ -7,12 +7,10 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, status
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from mlflow.tracking import MlflowClient
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.server.api import health, history, jobs
+from services.server.api import health, history, jobs, users
 from services.server.api_errors import install_error_handlers
 from services.server.deps import ServiceState
 from services.server.job_backend import JobBackend
@@ -21,28 +19,9 @@ from services.server.local_backend import LocalProcessJobs
 from services.server.metrics import MetricsMiddleware, ServiceMetrics
 from services.server.ray_backend import RayJobs, start_local_head
 from services.server.reconciler import reconcile_forever
+from services.server.request_guard import Authenticate, BodyLimit
 from services.server.settings import ServiceSettings, get_service_settings
-
-
-class BodyLimit:
-    """Refuse bodies over the limit from their Content-Length, before reading them (413)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = dict(scope.get("headers") or [])
-            length = headers.get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-                response = JSONResponse(
-                    {"detail": f"request body over the {self.max_bytes}-byte limit"},
-                    status.HTTP_413_CONTENT_TOO_LARGE,
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+from services.server.store_files import private_dir
 
 
 def default_backend(settings: ServiceSettings) -> JobBackend:
@@ -57,7 +36,8 @@ def default_backend(settings: ServiceSettings) -> JobBackend:
 def build_state(
     settings: ServiceSettings, metrics: ServiceMetrics, backend: JobBackend | None
 ) -> ServiceState:
-    settings.resolved_workdir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.resolved_workdir)
+    settings.check_secrets()
     engine = make_engine(settings.resolved_database_url)
     return ServiceState(
         settings=settings,
@@ -111,10 +91,13 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Outermost last: metrics see every answer; the key is checked before a byte is read.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Authenticate)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(users.router)
     app.include_router(history.experiments)
     app.include_router(history.runs)
     return app

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -12,8 +11,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mlflow.tracking import MlflowClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.server import audit
+from services.server.api_keys import Principal
 from services.server.job_backend import JobBackend
 from services.server.metrics import ServiceMetrics
+from services.server.request_guard import PRINCIPAL
 from services.server.settings import ServiceSettings
 
 
@@ -59,21 +61,47 @@ async def get_read_session(state: StateDep) -> AsyncIterator[Session]:
 
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
+# Documents the scheme in OpenAPI; the key itself is checked by `request_guard.Authenticate`
+# before the body is read, and the caller it found waits in the request's state.
 _bearer = HTTPBearer(auto_error=False)
 
 
-async def require_token(
-    state: StateDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+async def current_user(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    who = getattr(request.state, PRINCIPAL, None)
+    if who is None:  # a route outside /v1 asked for a user: refuse rather than guess
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            "missing bearer token: send `Authorization: Bearer <token>`",
+            "missing bearer key: send `Authorization: Bearer <key>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not hmac.compare_digest(credentials.credentials.encode(), state.token.encode()):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "the bearer token is not valid")
+    return who
 
 
-AuthDep = Depends(require_token)
+UserDep = Annotated[Principal, Depends(current_user)]
+AuthDep = Depends(current_user)
+
+
+def writing_user(who: UserDep, state: StateDep, request: Request) -> Principal:
+    """The caller, if its key may write; a read-only key's attempt is refused and audited
+    (the route's own audit never runs for it)."""
+    if not who.may_write:
+        detail = (
+            f"user {who.user!r} has a read-only key: it may list and read jobs, not change them"
+        )
+        action = f"{request.method} {request.url.path}"[:32]
+        audit.record(state.sessions, who.user, action, None, f"refused 403: {detail}")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail)
+    return who
+
+
+async def admin_user(who: UserDep) -> Principal:
+    if not who.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs an admin key")
+    return who
+
+
+WriterDep = Annotated[Principal, Depends(writing_user)]
+AdminDep = Annotated[Principal, Depends(admin_user)]

@@ -64,11 +64,14 @@ class JobRecord(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), index=True)
+    # The user who submitted it (NULL: a job stored before users existed; admins only).
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
     name: Mapped[str | None] = mapped_column(String(200), index=True)
     spec: Mapped[dict] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), index=True)
     message: Mapped[str | None] = mapped_column(Text)
     submission_id: Mapped[str] = mapped_column(String(64), unique=True)
+    # Stored as `scoped_idempotency_key(owner, key)`: unique per user, not across users.
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     result: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -108,6 +111,7 @@ class JobPublic(BaseModel):
     id: str
     kind: JobKindName
     name: str | None
+    owner: str | None = Field(default=None, description="The user who submitted it.")
     state: JobState
     message: str | None
     spec: dict[str, Any]

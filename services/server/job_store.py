@@ -7,6 +7,7 @@ SQLAlchemy URL such as Postgres in production) is the source of truth for the AP
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,11 +15,15 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, and_, create_engine, event, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.server.job_models import Base, JobRecord, JobState, new_job_id, utcnow
+from services.server.job_models import JobRecord, JobState, new_job_id, utcnow
+from services.server.schema import upgrade
+from services.server.store_files import private_sqlite_file
 
 
 def make_engine(url: str) -> Engine:
+    """The store's engine, its tables created or upgraded (see `schema.upgrade`)."""
     if url.startswith("sqlite"):
+        private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -29,7 +34,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    Base.metadata.create_all(engine)
+    upgrade(engine)
     return engine
 
 
@@ -43,18 +48,31 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+def scoped_idempotency_key(owner: str, key: str) -> str:
+    """The stored form of a caller's Idempotency-Key: a digest of (user, key), so the one
+    unique column holds each user's keys apart and B's key never finds A's job."""
+    return hashlib.sha256(f"{owner}\x00{key}".encode()).hexdigest()
+
+
 def create_job(
-    *, session: Session, kind: str, name: str | None, spec: dict, idempotency_key: str | None
+    *,
+    session: Session,
+    owner: str,
+    kind: str,
+    name: str | None,
+    spec: dict,
+    idempotency_key: str | None,
 ) -> JobRecord:
     job_id = new_job_id()
     record = JobRecord(
         id=job_id,
+        owner=owner,
         kind=kind,
         name=name,
         spec=spec,
         state=JobState.PENDING.value,
         submission_id=f"selfie-{job_id}",
-        idempotency_key=idempotency_key,
+        idempotency_key=scoped_idempotency_key(owner, idempotency_key) if idempotency_key else None,
         created_at=utcnow(),
     )
     session.add(record)
@@ -68,12 +86,27 @@ def delete_job(*, session: Session, job_id: str) -> None:
         session.delete(record)
 
 
-def get_job(*, session: Session, job_id: str) -> JobRecord | None:
-    return session.get(JobRecord, job_id)
+def get_job(*, session: Session, job_id: str, owner: str | None = None) -> JobRecord | None:
+    """The job, if it exists and (`owner` given) that user submitted it: another user's job
+    reads as missing, so its id tells the caller nothing."""
+    record = session.get(JobRecord, job_id)
+    if record is None or (owner is not None and record.owner != owner):
+        return None
+    return record
 
 
-def get_by_idempotency_key(*, session: Session, key: str) -> JobRecord | None:
-    return session.scalar(select(JobRecord).where(JobRecord.idempotency_key == key))
+def get_by_idempotency_key(*, session: Session, owner: str, key: str) -> JobRecord | None:
+    scoped = scoped_idempotency_key(owner, key)
+    return session.scalar(select(JobRecord).where(JobRecord.idempotency_key == scoped))
+
+
+def unfinished_count(*, session: Session, owner: str) -> int:
+    live = (JobState.PENDING.value, JobState.RUNNING.value)
+    return session.scalar(
+        select(func.count())
+        .select_from(JobRecord)
+        .where(JobRecord.owner == owner, JobRecord.state.in_(live))
+    )
 
 
 def _encode_cursor(record: JobRecord) -> str:
@@ -93,14 +126,18 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 def list_jobs(
     *,
     session: Session,
+    owner: str | None = None,
     state: str | None = None,
     kind: str | None = None,
     name: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[JobRecord], str | None]:
-    """Newest first; keyset pagination on (created_at, id), stable under inserts."""
+    """Newest first; keyset pagination on (created_at, id), stable under inserts. `owner`:
+    only that user's jobs (None: everyone's, for admins)."""
     query = select(JobRecord)
+    if owner is not None:
+        query = query.where(JobRecord.owner == owner)
     if state:
         query = query.where(JobRecord.state == state)
     if kind:

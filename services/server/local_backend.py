@@ -25,6 +25,7 @@ from services.server.job_backend import (
     job_environment,
 )
 from services.server.job_models import JobState
+from services.server.log_limits import tail_file
 from services.server.settings import ServiceSettings
 
 FOLLOW_POLL_S = 0.25
@@ -99,6 +100,12 @@ class LocalProcessJobs:
                 return ""
             raise JobLogsMissing.of(submission_id)
         return log.read_text(errors="replace")
+
+    def tail_logs(self, submission_id: str, lines: int, max_bytes: int) -> str:
+        log = self._file(submission_id, "log")
+        if not log.is_file():
+            return self.logs(submission_id)
+        return tail_file(log, lines, max_bytes)
 
     async def follow_logs(self, submission_id: str) -> AsyncIterator[str]:
         log = self._file(submission_id, "log")

@@ -211,6 +211,11 @@ class RayJobs:
             self._client = None
             raise BackendUnavailable(f"Ray at {self.url} did not return the logs ({exc})") from None
 
+    def tail_logs(self, submission_id: str, lines: int, max_bytes: int) -> str:
+        """Ray's job API returns whole logs only: cut here (memory not bounded by Ray)."""
+        text = self.logs(submission_id)[-max_bytes:]
+        return "\n".join(text.splitlines()[-lines:]) + "\n"
+
     async def follow_logs(self, submission_id: str) -> AsyncIterator[str]:
         """Ray's log tail. Once the response has started its status can no longer change,
         so a tail that breaks off ends with one line saying why instead of a cut stream."""

@@ -3,6 +3,8 @@ what only the service and its clients need (token, job store, data roots, Ray Jo
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +15,13 @@ from pydantic_settings import NoDecode
 
 from pipelines.specs.errors import SelfieError
 from pipelines.specs.settings import Settings
+from services.server.store_files import write_private_file
+
+MIN_SECRET_CHARS = 32
+# Every secret value our manifests, docs or tests have ever shipped: production refuses them.
+SHIPPED_SECRETS = frozenset(
+    {"change-me", "changeme", "change_me", "secret", "token", "test-token-abc123", "..."}
+)
 
 
 class ServiceSettings(Settings):
@@ -51,6 +60,33 @@ class ServiceSettings(Settings):
     )
     server_url: str = Field(default="http://127.0.0.1:8000", description="For the CLI client.")
 
+    # Limits, sized for a team of ~10 sharing a cluster of a few 8-GPU nodes. Each is checked
+    # when a job is submitted and refused with a 422 naming the limit and its setting.
+    max_unfinished_jobs_per_user: int = Field(
+        default=5, ge=1, description="PENDING or RUNNING jobs one user may have at once."
+    )
+    max_sweep_trials: int = Field(
+        default=2000, ge=1, description="Trials one sweep (or a pipeline's sweep) may run."
+    )
+    max_steps: int = Field(
+        default=1_000_000, ge=1, description="Optimizer steps a pretraining or a trial may ask."
+    )
+    max_epochs: int = Field(
+        default=1000, ge=1, description="Epochs a pretraining or trial may ask."
+    )
+    max_workers: int = Field(
+        default=64, ge=1, description="Ray Train workers per pretraining or per sweep trial."
+    )
+    max_synthetic_mb: int = Field(
+        default=2048, ge=1, description="Pixels a synthetic ingest source may generate (MB)."
+    )
+    max_log_tail_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=4096, description="Bytes of log end a `tail` reads at most."
+    )
+    follow_idle_seconds: float = Field(
+        default=600.0, gt=0, description="A log follow with no new output this long ends."
+    )
+
     @field_validator("data_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:
@@ -68,17 +104,49 @@ class ServiceSettings(Settings):
         return self.database_url or f"sqlite:///{self.resolved_workdir / 'jobs.db'}"
 
     def resolved_api_token(self) -> str:
-        """The API token; in development one is generated once into the work dir."""
+        """The bootstrap admin key; in development one is generated once into the work dir
+        (created 0600, never readable by others even for an instant)."""
         if self.api_token is not None:
-            return self.api_token.get_secret_value()
+            token = self.api_token.get_secret_value()
+            if self.environment == "production":
+                check_secret("SELFIE_API_TOKEN", token)
+            return token
         if self.environment == "production":
             raise SelfieError("SELFIE_API_TOKEN must be set when SELFIE_ENVIRONMENT=production")
         path = self.resolved_workdir / "api_token"
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
+            # FileExistsError: another process made it first; read theirs.
+            with contextlib.suppress(FileExistsError):
+                write_private_file(path, secrets.token_urlsafe(32))
         return path.read_text().strip()
+
+    def check_secrets(self) -> None:
+        """In production: the API token and Ray's token are strong, not shipped defaults, and
+        not the same secret (one token must not be both every user and Ray's admin)."""
+        api = self.resolved_api_token()
+        ray = os.environ.get("RAY_AUTH_TOKEN")
+        if self.environment != "production" or not ray:
+            return
+        check_secret("RAY_AUTH_TOKEN", ray)
+        if secrets.compare_digest(ray.encode(), api.encode()):
+            raise SelfieError(
+                "RAY_AUTH_TOKEN equals SELFIE_API_TOKEN: give Ray its own secret, or every API "
+                "user holds Ray's admin token"
+            )
+
+
+def check_secret(name: str, value: str) -> None:
+    """Refuse a weak production secret in one sentence (without echoing it)."""
+    if value.strip().lower() in SHIPPED_SECRETS:
+        raise SelfieError(
+            f"{name} is a shipped placeholder: set it to a random secret, e.g. "
+            "`openssl rand -hex 32`"
+        )
+    if len(value) < MIN_SECRET_CHARS:
+        raise SelfieError(
+            f"{name} has {len(value)} characters; production needs at least "
+            f"{MIN_SECRET_CHARS}: use e.g. `openssl rand -hex 32`"
+        )
 
 
 @lru_cache

@@ -10,7 +10,9 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 
 from services.server.api_errors import error_responses
-from services.server.deps import AuthDep, ReadSessionDep, SessionDep, StateDep
+from services.server.api_keys import Principal
+from services.server.audit import audited
+from services.server.deps import AuthDep, ReadSessionDep, SessionDep, StateDep, UserDep, WriterDep
 from services.server.job_backend import BackendUnavailable, JobLogsMissing
 from services.server.job_models import (
     JobCreate,
@@ -29,7 +31,11 @@ from services.server.job_store import (
     list_jobs,
     session_scope,
     set_state,
+    unfinished_count,
 )
+from services.server.limits import LimitExceeded, check_limits
+from services.server.log_limits import idle_limited
+from services.server.ownership import NotYours, claim
 
 router = APIRouter(
     prefix="/v1/jobs",
@@ -37,6 +43,8 @@ router = APIRouter(
     dependencies=[AuthDep],
     responses=error_responses(401, 403, 422),
 )
+# Scopes: every route needs a valid key (AuthDep); submit, cancel and delete a key that may
+# write (WriterDep); a user sees and changes only the jobs it submitted, an admin all.
 
 
 def _check_roots(job: JobCreate, roots: list[Path]) -> None:
@@ -57,8 +65,10 @@ def _check_roots(job: JobCreate, roots: list[Path]) -> None:
             )
 
 
-def _found(session, job_id: str) -> JobRecord:
-    record = get_job(session=session, job_id=job_id)
+def _found(session, job_id: str, who: Principal) -> JobRecord:
+    """The job if the caller may see it: an admin any, a user their own. Another user's job
+    answers 404 like a missing one, so ids do not leak."""
+    record = get_job(session=session, job_id=job_id, owner=None if who.admin else who.user)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
     return record
@@ -70,31 +80,52 @@ def _found(session, job_id: str) -> JobRecord:
     response_model=JobPublic,
     responses={
         200: {"model": JobPublic, "description": "An earlier job with this Idempotency-Key."},
-        **error_responses(400, 413, 503),
+        **error_responses(400, 409, 413, 429, 503),
     },
 )
 def submit_job(
     job: Annotated[JobCreate, Body()],
     state: StateDep,
+    who: WriterDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobPublic:
     """Validate a spec, record the job, and hand it to Ray Jobs. A repeated
-    `Idempotency-Key` returns the first job (200) instead of starting a second one.
+    `Idempotency-Key` (per user) returns that user's first job (200) instead of a second.
 
     The record is committed before Ray sees the job, so an accepted job is never lost."""
+    with audited(state.sessions, who, f"submit {job.kind}") as entry:
+        public = _submit(job, state, who, response, idempotency_key)
+        entry.job_id = public.id
+        return public
 
+
+def _submit(
+    job: JobCreate, state, who: Principal, response: Response, idempotency_key: str | None
+) -> JobPublic:
     def existing() -> JobPublic | None:
         if not idempotency_key:
             return None
         with session_scope(state.sessions) as session:
-            found = get_by_idempotency_key(session=session, key=idempotency_key)
+            found = get_by_idempotency_key(session=session, owner=who.user, key=idempotency_key)
             return JobPublic.from_record(found) if found else None
 
     if (first := existing()) is not None:
         response.status_code = status.HTTP_200_OK
         return first
     _check_roots(job, state.settings.resolved_data_roots)
+    try:
+        check_limits(job.spec, state.settings)
+    except LimitExceeded as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    limit = state.settings.max_unfinished_jobs_per_user
+    with session_scope(state.sessions) as session:
+        if unfinished_count(session=session, owner=who.user) >= limit:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"user {who.user!r} has {limit} unfinished jobs, this service's limit "
+                "(SELFIE_MAX_UNFINISHED_JOBS_PER_USER): wait for one to finish or cancel one",
+            )
     if not state.jobs.reachable():
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -104,14 +135,18 @@ def submit_job(
     spec = job.spec.model_dump(mode="json")
     try:
         with session_scope(state.sessions) as session:
+            claim(session, who, job.spec)
             record = create_job(
                 session=session,
+                owner=who.user,
                 kind=job.kind,
                 name=job.name,
                 spec=spec,
                 idempotency_key=idempotency_key,
             )
             public = JobPublic.from_record(record)
+    except NotYours as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except IntegrityError:
         if (first := existing()) is None:
             raise
@@ -134,16 +169,18 @@ def submit_job(
 @router.get("", response_model=JobList)
 async def list_all(
     session: ReadSessionDep,
+    who: UserDep,
     state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
     kind: Annotated[JobKindName | None, Query()] = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> JobList:
-    """Newest first, with cursor pagination."""
+    """Newest first, with cursor pagination: the caller's own jobs (an admin's: all)."""
     try:
         rows, next_cursor = list_jobs(
             session=session,
+            owner=None if who.admin else who.user,
             state=state.value if state else None,
             kind=kind,
             name=name,
@@ -156,8 +193,8 @@ async def list_all(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404))
-async def get_one(job_id: str, session: ReadSessionDep) -> JobPublic:
-    return JobPublic.from_record(_found(session, job_id))
+async def get_one(job_id: str, session: ReadSessionDep, who: UserDep) -> JobPublic:
+    return JobPublic.from_record(_found(session, job_id, who))
 
 
 @router.get(
@@ -169,51 +206,58 @@ def logs(
     job_id: str,
     state: StateDep,
     session: SessionDep,
+    who: UserDep,
     follow: bool = False,
     tail: Annotated[int | None, Query(ge=1, le=100_000, description="Last N lines.")] = None,
 ):
-    """The job's output; `follow=true` streams it until the job ends."""
-    record = _found(session, job_id)
+    """The job's output; `follow=true` streams it until the job ends (or its output has
+    been idle for SELFIE_FOLLOW_IDLE_SECONDS); `tail` reads only the end of the log."""
+    record = _found(session, job_id, who)
+    settings = state.settings
     try:
         if follow:
             if state.jobs.status(record.submission_id).state is None:  # 404, not a cut stream
                 raise JobLogsMissing.of(record.submission_id)
+            chunks = state.jobs.follow_logs(record.submission_id)
             return StreamingResponse(
-                state.jobs.follow_logs(record.submission_id), media_type="text/plain"
+                idle_limited(chunks, settings.follow_idle_seconds), media_type="text/plain"
             )
-        text = state.jobs.logs(record.submission_id)
+        if tail:
+            text = state.jobs.tail_logs(record.submission_id, tail, settings.max_log_tail_bytes)
+        else:
+            text = state.jobs.logs(record.submission_id)
     except JobLogsMissing as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except BackendUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-    if tail:
-        text = "\n".join(text.splitlines()[-tail:]) + "\n"
     return PlainTextResponse(text)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=error_responses(404, 503))
-def cancel(job_id: str, state: StateDep, session: SessionDep) -> JobPublic:
+def cancel(job_id: str, state: StateDep, session: SessionDep, who: WriterDep) -> JobPublic:
     """Stop a pending or running job (a finished job is returned unchanged)."""
-    record = _found(session, job_id)
-    if JobState(record.state).finished:
+    with audited(state.sessions, who, "cancel", job_id):
+        record = _found(session, job_id, who)
+        if JobState(record.state).finished:
+            return JobPublic.from_record(record)
+        try:
+            state.jobs.stop(record.submission_id)
+        except BackendUnavailable as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+        set_state(record, JobState.STOPPED, message=f"cancelled by {who.user}")
         return JobPublic.from_record(record)
-    try:
-        state.jobs.stop(record.submission_id)
-    except BackendUnavailable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-    set_state(record, JobState.STOPPED, message="cancelled by request")
-    return JobPublic.from_record(record)
 
 
 @router.delete(
     "/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409)
 )
-def delete(job_id: str, session: SessionDep) -> Response:
+def delete(job_id: str, state: StateDep, session: SessionDep, who: WriterDep) -> Response:
     """Forget a finished job (its MLflow runs stay)."""
-    record = _found(session, job_id)
-    if not JobState(record.state).finished:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"job {job_id!r} is {record.state}: cancel it first"
-        )
-    session.delete(record)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    with audited(state.sessions, who, "delete", job_id):
+        record = _found(session, job_id, who)
+        if not JobState(record.state).finished:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"job {job_id!r} is {record.state}: cancel it first"
+            )
+        session.delete(record)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
