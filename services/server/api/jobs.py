@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 
+from pipelines.specs.paths import Confinement, PathOutsideRoots, confine
 from services.server.api_errors import error_responses
 from services.server.deps import AuthDep, ReadSessionDep, SessionDep, StateDep
 from services.server.job_backend import BackendUnavailable, JobLogsMissing
@@ -39,22 +39,13 @@ router = APIRouter(
 )
 
 
-def _check_roots(job: JobCreate, roots: list[Path]) -> None:
-    for name, value in job.spec.local_paths():
-        field = f"spec.{name}"
-        try:
-            resolved = Path(value).expanduser().resolve()
-        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"{field}: {value!r} cannot be resolved ({exc})",
-            ) from None
-        if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"{field}: {value!r} lies outside the allowed data roots "
-                f"({', '.join(map(str, roots))}); move the data there or set SELFIE_DATA_ROOTS",
-            )
+def _check_paths(job: JobCreate, confinement: Confinement) -> None:
+    """Every path the spec names, found from its types, must lie under the data roots (the
+    job entry checks again on its node)."""
+    try:
+        confine(job.spec, confinement)
+    except PathOutsideRoots as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"spec.{exc}") from None
 
 
 def _found(session, job_id: str) -> JobRecord:
@@ -94,7 +85,7 @@ def submit_job(
     if (first := existing()) is not None:
         response.status_code = status.HTTP_200_OK
         return first
-    _check_roots(job, state.settings.resolved_data_roots)
+    _check_paths(job, state.settings.confinement())
     if not state.jobs.reachable():
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
