@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from pipelines.runtime.tracked_run import TrackedRun, tracked_run
+from pipelines.runtime.tracked_run import TrackedRun, results_dir, tracked_run
 from pipelines.runtime.tracking import find_named_run
 from pipelines.specs import MANIFEST_NAME, FileWeights, PipelineSpec, SpecError
 from pipelines.specs.names import (
@@ -55,7 +55,7 @@ def _pretrain(spec: PipelineSpec, settings: Settings, run: TrackedRun, k: int) -
     from pipelines.pretrain.driver import PretrainResult, run_pretrain
 
     name = f"{run.name}-pretrain" + (f"-s{k}" if k else "")
-    done = settings.resolved_workdir / "results" / name / RESULT_FILE
+    done = results_dir(settings, spec.experiment, name) / RESULT_FILE
     if run.resumed and done.is_file():
         pre = PretrainResult(**json.loads(done.read_text()))
     else:

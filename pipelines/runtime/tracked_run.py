@@ -48,6 +48,13 @@ class TrackedRun:
         return path
 
 
+def results_dir(settings: Settings, experiment: str, name: str) -> Path:
+    """Where a run writes its result and encoder: keyed by experiment and run name, so the
+    same run name in two experiments never overwrites the other's encoder.pt (both names
+    are refused if they hold a separator or only dots)."""
+    return settings.resolved_workdir / "results" / experiment / name
+
+
 def generated_name(kind: str) -> str:
     return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
@@ -97,7 +104,7 @@ def tracked_run(
         run_id,
         name,
         spec.resume,
-        settings.resolved_workdir / "results" / name,
+        results_dir(settings, spec.experiment, name),
     )
     try:
         yield run
