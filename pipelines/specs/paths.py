@@ -143,11 +143,9 @@ def _check_url(found: FoundPath, confinement: Confinement) -> None:
 def _check_pattern(found: FoundPath, confinement: Confinement) -> None:
     """A glob: its fixed folder must lie inside, no `..` may follow a wildcard, and every
     file it matches (for every split) must resolve inside."""
-    patterns = (
-        [found.value.replace("{split}", s) for s in SPLITS]
-        if "{split}" in found.value
-        else [found.value]
-    )
+    patterns = [found.value]  # a reader that does not expand `{split}` opens it as it is
+    if "{split}" in found.value:
+        patterns += [found.value.replace("{split}", s) for s in SPLITS]
     for pattern in patterns:
         parts = os.path.expanduser(pattern).split("/")
         wild = next((i for i, p in enumerate(parts) if _GLOB_CHARS.search(p)), len(parts))
