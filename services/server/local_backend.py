@@ -64,6 +64,9 @@ class LocalProcessJobs:
     def reachable(self) -> bool:
         return self.root.is_dir()
 
+    def health(self) -> str:
+        return "ok" if self.reachable() else f"unreachable at {self.url}"
+
     def submit(self, *, submission_id: str, kind: str, spec: dict) -> None:
         env = local_job_environment(
             self.settings, submission_id=submission_id, kind=kind, spec=spec
