@@ -43,17 +43,14 @@ class PrivateRayCluster:
                 "--dashboard-agent-grpc-port", str(free_port()),
                 "--metrics-export-port", str(free_port())]  # fmt: skip
 
-    def start_head(
-        self, num_cpus: int = 2, resources: dict | None = None, cwd: Path | None = None
-    ) -> PrivateRayCluster:
+    def start_head(self, num_cpus: int = 2, resources: dict | None = None) -> PrivateRayCluster:
         """The head; 2 CPUs by default: a submitted job's driver holds one
-        (entrypoint_num_cpus), its training worker the other. `cwd`: the folder the head
-        daemon keeps as its working directory."""
+        (entrypoint_num_cpus), its training worker the other."""
         cmd = [RAY, "start", "--head", "--port", str(self.port), "--temp-dir", self.temp_dir,
                "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                "--dashboard-port", str(self.dashboard_port),
                *self._node_flags(num_cpus, resources)]  # fmt: skip
-        subprocess.run(cmd, check=True, env=self.env, capture_output=True, timeout=120, cwd=cwd)
+        subprocess.run(cmd, check=True, env=self.env, capture_output=True, timeout=120)
         return self
 
     def add_node(
