@@ -119,8 +119,12 @@ def test_kuberay_probes_and_rayjob() -> None:
     job = docs[("RayJob", "selfie-pipeline-cifar10")]["spec"]
     env = yaml.safe_load(job["runtimeEnvYAML"])["env_vars"]
     from pipelines.specs import PipelineSpec
+    from pipelines.specs.transport import decode_spec
 
-    PipelineSpec.model_validate_json(env["SELFIE_JOB_SPEC"])
+    PipelineSpec.model_validate(
+        decode_spec(env["SELFIE_JOB_SPEC_B64"], env["SELFIE_JOB_SPEC_SHA256"])
+    )
+    assert env["SELFIE_DATA_ROOTS"]
     assert job["entrypoint"] == "python -m pipelines.cli.job_entry"
 
 

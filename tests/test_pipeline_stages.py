@@ -27,8 +27,8 @@ def _pipeline_with_a_pretraining(tmp_path: Path, status: str) -> tuple[PipelineS
         done = {"run_name": "p-pretrain", "mlflow_run_id": stage, "checkpoint": "c",
                 "encoder": "e.pt", "storage_path": "s", "steps": 3, "resumed_from_step": 0,
                 "final_loss": 1.0, "final_selection_accuracy": 0.5}  # fmt: skip
-        results_dir(settings, "p-pretrain").mkdir(parents=True)
-        (results_dir(settings, "p-pretrain") / RESULT_FILE).write_text(json.dumps(done))
+        results_dir(settings, "e", "p-pretrain").mkdir(parents=True)
+        (results_dir(settings, "e", "p-pretrain") / RESULT_FILE).write_text(json.dumps(done))
         first.client.set_terminated(stage, status=status)
         raise RuntimeError("the pipeline stopped after its pretraining")
     return spec.model_copy(update={"resume": True}), settings
@@ -38,7 +38,7 @@ def test_a_finished_pretraining_is_not_run_again(tmp_path: Path) -> None:
     spec, settings = _pipeline_with_a_pretraining(tmp_path, "FINISHED")
     with tracked_run(spec, settings, kind="pipeline") as run:
         pre = _pretrain(spec, settings, run, 0)
-    assert pre.weights == "e.pt" and pre.result_dir == str(results_dir(settings, "p-pretrain"))
+    assert pre.weights == "e.pt" and pre.result_dir == str(results_dir(settings, "e", "p-pretrain"))
 
 
 def test_a_result_file_of_an_unfinished_pretraining_does_not_make_it_done(tmp_path: Path) -> None:

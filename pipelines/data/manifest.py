@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 
 from pipelines.specs import MANIFEST_NAME
 from pipelines.specs.errors import DataError
+from pipelines.specs.paths import check_inside
+from pipelines.specs.settings import get_settings
 
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
@@ -75,8 +77,12 @@ class Manifest(BaseModel):
 
 
 def resolve(data_dir: Path, path: str) -> Path:
+    """A file the manifest names. A manifest is data a caller may have written, so in a job
+    its paths are held to the data roots like the spec's own (absolute or with `..`)."""
     p = Path(path)
-    return p if p.is_absolute() else data_dir / p
+    found = p if p.is_absolute() else data_dir / p
+    check_inside(str(found), "a shard named in the manifest", get_settings().confinement())
+    return found
 
 
 def sha256_file(path: str | Path) -> str:

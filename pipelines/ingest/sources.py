@@ -6,11 +6,13 @@ each shard's worker reads its own files (kept byte for byte) or gets its own sli
 
 from __future__ import annotations
 
+import io
 import pickle
 import tarfile
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -121,6 +123,37 @@ CIFAR_CLASSES = [
 ]  # fmt: skip
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """CIFAR-10's python batches are pickles, and a pickle can call any function it names
+    (`os.system`, `builtins.eval`). A batch holds only dicts, lists, bytes, str, ints and
+    numpy arrays, so nothing else may be looked up."""
+
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it calls {module}.{name}, which no CIFAR-10 batch holds")
+        return super().find_class(module, name)
+
+
+def _load_batch(data: bytes, where: str) -> dict:
+    try:
+        batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise SourceError(
+            f"CIFAR-10 batch {where!r} is not a CIFAR-10 batch ({exc}): give the official "
+            "cifar-10-python.tar.gz"
+        ) from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise SourceError(f"CIFAR-10 batch {where!r} holds no data and labels")
+    return batch
+
+
 def _cifar_batches(path: Path) -> dict[str, dict]:
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     batches: dict[str, dict] = {}
@@ -132,8 +165,8 @@ def _cifar_batches(path: Path) -> dict[str, dict]:
                     if base in names:
                         f = tar.extractfile(member)
                         assert f is not None
-                        batches[base] = pickle.loads(f.read(), encoding="bytes")
-        except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError) as exc:
+                        batches[base] = _load_batch(f.read(), f"{path}:{member.name}")
+        except (tarfile.TarError, EOFError, OSError) as exc:
             raise SourceError(
                 f"CIFAR-10 archive {str(path)!r} is truncated or corrupt ({exc})"
             ) from None
@@ -142,10 +175,7 @@ def _cifar_batches(path: Path) -> dict[str, dict]:
         for name in names:
             f = folder / name
             if f.is_file():
-                try:
-                    batches[name] = pickle.loads(f.read_bytes(), encoding="bytes")
-                except (pickle.UnpicklingError, EOFError) as exc:
-                    raise SourceError(f"CIFAR-10 batch {str(f)!r} is corrupt ({exc})") from None
+                batches[name] = _load_batch(f.read_bytes(), str(f))
     missing = [n for n in names if n not in batches]
     if missing:
         raise SourceError(

@@ -62,7 +62,7 @@ def _pretrain(spec: PipelineSpec, settings: Settings, run: TrackedRun, k: int) -
     name = f"{run.name}-pretrain" + (f"-s{k}" if k else "")
     stage = _stage_run(run, name)
     if stage is not None and stage.info.status == "FINISHED":
-        pre = PretrainResult(**read_result(stage, settings))
+        pre = PretrainResult(**read_result(stage, settings, spec.experiment))
     else:
         pre = run_pretrain(
             spec.pretrain_spec(k, name, resume=stage is not None),
@@ -70,7 +70,9 @@ def _pretrain(spec: PipelineSpec, settings: Settings, run: TrackedRun, k: int) -
             parent_run_id=run.run_id,
         )
     # `PretrainResult.encoder` is the weights file (its name is pretrain's to change).
-    return _Pretrained(pre.mlflow_run_id, pre.encoder, str(results_dir(settings, name)))
+    return _Pretrained(
+        pre.mlflow_run_id, pre.encoder, str(results_dir(settings, spec.experiment, name))
+    )
 
 
 def run_pipeline(spec: PipelineSpec, settings: Settings) -> PipelineResult:

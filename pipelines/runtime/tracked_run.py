@@ -48,16 +48,18 @@ class TrackedRun:
         return path
 
 
-def results_dir(settings: Settings, name: str) -> Path:
-    """Where the run named `name` writes its result and report files (the one place this
-    path is built)."""
-    return settings.resolved_workdir / "results" / name
+def results_dir(settings: Settings, experiment: str, name: str) -> Path:
+    """Where a run writes its result and encoder: keyed by experiment and run name, so the
+    same run name in two experiments never overwrites the other's encoder.pt (both names
+    are refused if they hold a separator or only dots)."""
+    return settings.resolved_workdir / "results" / experiment / name
 
 
-def read_result(run, settings: Settings) -> dict:
-    """The result a FINISHED run wrote (its `result.json`); one sentence when it is gone."""
+def read_result(run, settings: Settings, experiment: str) -> dict:
+    """The result a FINISHED run of `experiment` wrote (its `result.json`); one sentence when
+    it is gone."""
     name = run.data.tags.get(RUN_NAME_TAG) or run.info.run_name
-    path = results_dir(settings, name) / RESULT_FILE
+    path = results_dir(settings, experiment, name) / RESULT_FILE
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -116,7 +118,7 @@ def tracked_run(
         run_id,
         name,
         spec.resume,
-        results_dir(settings, name),
+        results_dir(settings, spec.experiment, name),
     )
     try:
         yield run

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from pipelines.specs.errors import SelfieError
+from pipelines.specs.paths import LocalPath
 from selfie_core.presets import PRESETS
 
 MANIFEST_NAME = "manifest.json"
@@ -46,13 +47,34 @@ def _path_as_text(value: object) -> object:
 
 
 # A file-system path as the user typed it (or a Path, from Python): never empty, never with
-# bytes the OS refuses.
+# bytes the OS refuses; its LocalPath marker holds it to the data roots (see `paths`).
 PathText = Annotated[
     str,
     BeforeValidator(_path_as_text),
     Field(min_length=1, max_length=4096),
     AfterValidator(_plain_path),
+    LocalPath(),
 ]
+
+# Checkpoint storage: a path, or a URL (s3://...) where the operator allows its prefix.
+StoragePath = Annotated[PathText, LocalPath(url=True)]
+
+
+def _plain_name(value: str) -> str:
+    """Names end up in folder names, MLflow and environments: nothing there may expand,
+    climb or split them."""
+    bad = next((ch for ch in value if ch in "$`{}/\\" or ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is not None:
+        raise ValueError(
+            f"a name may not hold {bad!r} (no $, backquote, braces, slashes or control "
+            "characters): use letters, digits, spaces, '-', '_' and '.'"
+        )
+    if value.strip(" .") == "":
+        raise ValueError("a name must hold more than dots and spaces")
+    return value
+
+
+NameText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_plain_name)]
 
 
 class SpecError(SelfieError):
@@ -78,8 +100,8 @@ class Spec(BaseModel):
         return data
 
 
-RunName = Annotated[str, Field(max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")]
-ExperimentName = Annotated[str, Field(min_length=1, max_length=200)]
+RunName = Annotated[NameText, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+ExperimentName = NameText
 
 _RUN_ID = r"^[0-9a-f]{32}$"
 
@@ -113,11 +135,6 @@ class DataSpec(Spec):
 
     def data_dir(self) -> Path:
         return Path(self.data).expanduser()
-
-    def local_paths(self) -> list[tuple[str, str]]:
-        """(field, path) for every file or folder the job reads or writes, so the service can
-        hold them to its data roots."""
-        return [("data", self.data)]
 
     def check_paths(self) -> None:
         """Filesystem checks, kept out of validation so a remote service can validate specs."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from pipelines.specs.common import PathText, Spec
+from pipelines.specs.paths import LocalPath
 
 OnError = Literal["fail", "skip"]
 Reencode = Literal["keep", "jpeg", "png"]
@@ -17,11 +18,18 @@ PATH_SOURCES = ("imagefolder:", "cifar10:", "shards:")
 
 
 def source_path(source: str) -> str | None:
-    """The file-system part of a source (`imagefolder:/data/x` -> `/data/x`), if it has one."""
+    """The file-system part of a source (`shards:/data/{split}-*.tar` -> `/data/{split}-*.tar`),
+    if it has one; its wildcards and `{split}` are expanded by the confinement check."""
     for prefix in PATH_SOURCES:
         if source.startswith(prefix):
-            return source.removeprefix(prefix).split("{split}")[0].split("*")[0] or "."
+            return source.removeprefix(prefix) or "."
     return None
+
+
+# An ingest source: its path part (if any) is held to the data roots like any path field.
+SourceText = Annotated[
+    str, Field(min_length=1, max_length=4096), LocalPath(locate=source_path, pattern=True)
+]
 
 
 class IngestOptions(Spec):
@@ -94,18 +102,12 @@ class IngestSpec(IngestOptions):
     """One ingest: `source` into the data dir `out`."""
 
     kind: Literal["ingest"] = "ingest"
-    source: str = Field(
-        min_length=1,
-        max_length=4096,
+    source: SourceText = Field(
         description="imagefolder:PATH, cifar10:PATH, mnist-sample, synthetic[:COUNT], "
         "shards:PATTERN",
     )
     out: PathText = Field(description="Output data dir (train/ val/ test/ + manifest.json).")
     overwrite: bool = Field(default=False, description="Replace data already ingested there.")
-
-    def local_paths(self) -> list[tuple[str, str]]:
-        found = source_path(self.source)
-        return [("out", self.out)] + ([("source", found)] if found else [])
 
     def out_dir(self) -> Path:
         return Path(self.out).expanduser()

@@ -31,14 +31,16 @@ CELLS_JSON = "results.json"
 GAIN_PLOT = "accuracy_gain.png"
 REPORT_FILES = (TABLE_MD, TABLE_CSV, CELLS_JSON, GAIN_PLOT)
 
-# Every driver writes its result here, under `<workdir>/results/<run name>/`.
+# Every driver writes its result here, under `<workdir>/results/<experiment>/<run name>/`.
 RESULT_FILE = "result.json"
 ENCODER_ARTIFACT_DIR = "encoder"
 
 # The Ray Job entrypoint (`python -m pipelines.cli.job_entry`): kind and spec come in through the
-# environment, the result goes out as the last line of the log.
+# environment (the spec as base64 with its sha256, see `transport`), the result goes out as the
+# last line of the log.
 JOB_KIND_ENV = "SELFIE_JOB_KIND"
-JOB_SPEC_ENV = "SELFIE_JOB_SPEC"
+JOB_SPEC_ENV = "SELFIE_JOB_SPEC_B64"
+JOB_SPEC_DIGEST_ENV = "SELFIE_JOB_SPEC_SHA256"
 RESULT_MARKER = "SELFIE_RESULT "
 
 # Progress lines a job prints for the live view (`selfie logs -f`): the marker, then JSON.

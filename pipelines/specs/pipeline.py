@@ -6,8 +6,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.specs.common import DataSpec, PathText, PretrainedWeights, TrackedRunSpec
-from pipelines.specs.ingest import IngestOptions, IngestSpec, source_path
+from pipelines.specs.common import (
+    DataSpec,
+    ExperimentName,
+    PathText,
+    PretrainedWeights,
+    TrackedRunSpec,
+)
+from pipelines.specs.ingest import IngestOptions, IngestSpec, SourceText
 from pipelines.specs.pretrain import PretrainOptions, PretrainSpec
 from pipelines.specs.sweep import SweepOptions, SweepSpec
 
@@ -20,9 +26,7 @@ class PipelineSpec(TrackedRunSpec, DataSpec):
 
     kind: Literal["pipeline"] = "pipeline"
     data: PathText = Field(description="Data dir; ingested from `source` when it has no manifest.")
-    source: str | None = Field(
-        default=None, min_length=1, max_length=4096, description="Ingest source (see ingest)."
-    )
+    source: SourceText | None = Field(default=None, description="Ingest source (see ingest).")
     ingest: IngestOptions = IngestOptions()
     pretrain: PretrainOptions = PretrainOptions()
     sweep: SweepOptions = SweepOptions()
@@ -33,9 +37,7 @@ class PipelineSpec(TrackedRunSpec, DataSpec):
         description="Pretrainings with seeds pretrain.seed, +1, ...; the selfie cells average "
         "over them.",
     )
-    experiment: str = Field(
-        default="selfie-pipeline", min_length=1, max_length=200, description="MLflow experiment."
-    )
+    experiment: ExperimentName = Field(default="selfie-pipeline", description="MLflow experiment.")
 
     @model_validator(mode="after")
     def _seeds_need_selfie(self) -> PipelineSpec:
@@ -46,10 +48,6 @@ class PipelineSpec(TrackedRunSpec, DataSpec):
                 "or set pretrain_seeds to 1"
             )
         return self
-
-    def local_paths(self) -> list[tuple[str, str]]:
-        found = source_path(self.source) if self.source else None
-        return super().local_paths() + ([("source", found)] if found else [])
 
     def ingest_spec(self) -> IngestSpec:
         assert self.source is not None

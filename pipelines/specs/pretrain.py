@@ -8,10 +8,12 @@ from pydantic import Field, model_validator
 
 from pipelines.specs.common import (
     DataSpec,
+    ExperimentName,
     JpegDecode,
-    PathText,
+    NameText,
     PresetName,
     Spec,
+    StoragePath,
     TrackedRunSpec,
 )
 from selfie_core.presets import PRESETS
@@ -101,10 +103,10 @@ class PretrainOptions(Spec):
     )
     compile: bool = Field(default=False, description="Run the model under torch.compile.")
     max_failures: int = Field(default=3, ge=0, le=100, description="Worker losses to survive.")
-    storage_path: PathText | None = Field(
+    storage_path: StoragePath | None = Field(
         default=None, description="Checkpoint storage; overrides SELFIE_STORAGE_PATH."
     )
-    register_model: str | None = Field(
+    register_model: NameText | None = Field(
         default="selfie-encoder", description="Registered model name for the encoder; null skips."
     )
 
@@ -126,6 +128,4 @@ class PretrainSpec(TrackedRunSpec, PretrainOptions, DataSpec):
     """One Selfie pretraining run on Ray Train."""
 
     kind: Literal["pretrain"] = "pretrain"
-    experiment: str = Field(
-        default="selfie-pretrain", min_length=1, max_length=200, description="MLflow experiment."
-    )
+    experiment: ExperimentName = Field(default="selfie-pretrain", description="MLflow experiment.")

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pipelines.specs.errors import SelfieError
+from pipelines.specs.paths import Confinement
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return [p.strip() for p in value.split(",") if p.strip()]
+    return value
 
 
 class Settings(BaseSettings):
@@ -36,6 +47,37 @@ class Settings(BaseSettings):
     ray_object_store_mb: int = Field(
         default=512, description="Object store size for a local Ray (the default reserves GBs)."
     )
+    data_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders job specs may read and write (comma-separated). A job started by "
+        "the service always gets them; unset in a terminal, your own paths are not confined.",
+    )
+    allowed_url_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="URL prefixes a spec's storage_path may name (comma-separated, e.g. "
+        "s3://bucket/selfie/); none by default.",
+    )
+
+    _split_lists = field_validator("data_roots", "allowed_url_prefixes", mode="before")(_comma_list)
+
+    @model_validator(mode="after")
+    def _no_password_in_tracking_uri(self) -> Settings:
+        """The tracking URI is copied into every job's environment and worker config, where
+        anyone who can read a job's settings would read a password in it."""
+        if self.mlflow_tracking_uri and urlsplit(self.mlflow_tracking_uri).password:
+            raise SelfieError(
+                "MLFLOW_TRACKING_URI holds a password, which would be copied into every job's "
+                "environment: drop user:password@ from it and set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD in the environment of the service and cluster nodes"
+            )
+        return self
+
+    def confinement(self) -> Confinement | None:
+        """The roots a job's paths must lie in; None (no SELFIE_DATA_ROOTS, a terminal): the
+        user's own paths, unconfined."""
+        if not self.data_roots:
+            return None
+        return Confinement.of(self.data_roots, self.allowed_url_prefixes)
 
     @property
     def resolved_workdir(self) -> Path:

@@ -8,12 +8,13 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from pipelines.specs.common import (
     DataSpec,
+    ExperimentName,
     FileWeights,
     JpegDecode,
-    PathText,
     PresetName,
     PretrainedWeights,
     Spec,
+    StoragePath,
     TrackedRunSpec,
 )
 
@@ -155,7 +156,7 @@ class SweepOptions(Spec):
         default=None, ge=1, le=10_000, description="Trials at once (default: as resources allow)."
     )
     trial_max_failures: int = Field(default=1, ge=0, le=10, description="Retries of a crash.")
-    storage_path: PathText | None = Field(
+    storage_path: StoragePath | None = Field(
         default=None, description="Trial storage; overrides SELFIE_STORAGE_PATH."
     )
 
@@ -178,16 +179,7 @@ class SweepSpec(TrackedRunSpec, SweepOptions, DataSpec):
         description="Pretrained weights for init 'selfie', one per pretraining seed: MLflow "
         "run ids (runs:/ID), encoder.pt files or pretraining result folders.",
     )
-    experiment: str = Field(
-        default="selfie-sweep", min_length=1, max_length=200, description="MLflow experiment."
-    )
-
-    def local_paths(self) -> list[tuple[str, str]]:
-        paths = super().local_paths()
-        for k, weights in enumerate(self.pretrained):
-            if isinstance(weights, FileWeights):
-                paths.append((f"pretrained.{k}.path", weights.path))
-        return paths
+    experiment: ExperimentName = Field(default="selfie-sweep", description="MLflow experiment.")
 
     @model_validator(mode="after")
     def _weights_needed(self) -> SweepSpec:

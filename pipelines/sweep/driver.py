@@ -279,6 +279,12 @@ class _Phases:
 
         self.spec, self.run, self.trainable = spec, run, trainable  # phase -> Tune trainable
         self.storage = (spec.storage_path or settings.resolved_storage_path).rstrip("/")
+        # Restoring unpickles Tune's state (tuner.pkl): in a job, only from the storage the
+        # settings own, never from a folder or URL the caller named.
+        self.may_restore = (
+            settings.confinement() is None
+            or self.storage == settings.resolved_storage_path.rstrip("/")
+        )
         self.callback = MlflowTrialRuns(
             settings.tracking_uri, run.experiment_id, run.run_id, trial_count(spec)
         )
@@ -295,6 +301,12 @@ class _Phases:
 
         name = self.run.name if phase == SEARCH_PHASE else f"{self.run.name}-{phase}"
         path = f"{self.storage}/{name}"
+        if self.run.resumed and not self.may_restore:
+            raise SpecError(
+                f"resume restores a sweep only from the configured storage "
+                f"(SELFIE_STORAGE_PATH), not from storage_path {self.storage!r}: drop "
+                "storage_path from the spec to resume"
+            )
         restore = self.run.resumed and tune.Tuner.can_restore(path)
         with stop_on_interrupt(f"the sweep ({phase} phase)"):
             if restore:

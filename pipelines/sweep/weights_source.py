@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipelines.specs import FileWeights, PretrainedWeights, SpecError
 from pipelines.specs.names import ENCODER_ARTIFACT_DIR, RESULT_FILE
+from pipelines.specs.paths import check_inside
 from pipelines.specs.settings import Settings
 from pipelines.training.checkpoint import ENCODER_FILE, EncoderFile, load_encoder
 
@@ -24,11 +25,11 @@ class ResolvedWeights:
 
 def resolve_weights(ref: PretrainedWeights, settings: Settings) -> ResolvedWeights:
     if isinstance(ref, FileWeights):
-        return _from_file(Path(ref.path).expanduser())
+        return _from_file(Path(ref.path).expanduser(), settings)
     return _from_run(ref.run_id, settings)
 
 
-def _from_file(path: Path) -> ResolvedWeights:
+def _from_file(path: Path, settings: Settings) -> ResolvedWeights:
     if path.is_dir():
         if not (path / RESULT_FILE).is_file():
             raise SpecError(
@@ -36,9 +37,12 @@ def _from_file(path: Path) -> ResolvedWeights:
                 f"pretraining's result folder or its {ENCODER_FILE}"
             )
         info = json.loads((path / RESULT_FILE).read_text())
-        return ResolvedWeights(
-            load_encoder(info["encoder"]), info["encoder"], info["mlflow_run_id"]
+        # A result.json is data a caller may have written: in a job, the encoder it names
+        # must lie under the data roots like a path in the spec.
+        encoder = check_inside(
+            str(info["encoder"]), f"the encoder named in {RESULT_FILE}", settings.confinement()
         )
+        return ResolvedWeights(load_encoder(encoder), info["encoder"], info["mlflow_run_id"])
     if not path.is_file():
         raise SpecError(f"pretrained weights file {str(path)!r} does not exist")
     return ResolvedWeights(load_encoder(path), str(path), None)

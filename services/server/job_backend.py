@@ -14,7 +14,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from pipelines.specs.names import JOB_KIND_ENV, JOB_SPEC_ENV, PROGRESS_ENV, RESULT_MARKER
+from pipelines.specs.names import (
+    JOB_KIND_ENV,
+    JOB_SPEC_DIGEST_ENV,
+    JOB_SPEC_ENV,
+    PROGRESS_ENV,
+    RESULT_MARKER,
+)
+from pipelines.specs.transport import encode_spec
 from services.server.job_models import JobState
 from services.server.log_lines import last_error_line  # noqa: F401 - its old home
 from services.server.settings import ServiceSettings
@@ -49,6 +56,10 @@ class JobBackend(Protocol):
 
     def reachable(self) -> bool: ...
 
+    def health(self) -> str:
+        """ "ok" when a job submitted now would be accepted, else one sentence why not."""
+        ...
+
     def submit(self, *, submission_id: str, kind: str, spec: dict) -> None: ...
 
     def status(self, submission_id: str) -> BackendJobStatus: ...
@@ -67,16 +78,25 @@ class JobBackend(Protocol):
 def job_environment(
     settings: ServiceSettings, *, submission_id: str, kind: str, spec: dict
 ) -> dict[str, str]:
-    """The entrypoint's environment: the job, and where its results go."""
+    """The entrypoint's whole configuration: the job, where its results go and the roots its
+    paths must lie in. The spec travels as base64 with its digest (Ray expands `${VAR}` in
+    env vars; base64 holds no `$`). Nothing secret goes here: the settings refuse a tracking
+    URI with a password, and the API token and job-store URL are never copied."""
+    encoded, digest = encode_spec(spec)
+    confinement = settings.confinement()
     env = {
         "SELFIE_SUBMISSION_ID": submission_id,
         JOB_KIND_ENV: kind,
-        JOB_SPEC_ENV: json.dumps(spec),
+        JOB_SPEC_ENV: encoded,
+        JOB_SPEC_DIGEST_ENV: digest,
         "SELFIE_WORKDIR": str(settings.resolved_workdir),
+        "SELFIE_DATA_ROOTS": ",".join(confinement.roots),
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "PYTHONUNBUFFERED": "1",
         PROGRESS_ENV: "1",  # the live view (`selfie logs -f`) reads these lines
     }
+    if confinement.url_prefixes:
+        env["SELFIE_ALLOWED_URL_PREFIXES"] = ",".join(confinement.url_prefixes)
     if settings.storage_path:
         env["SELFIE_STORAGE_PATH"] = settings.storage_path
     return env

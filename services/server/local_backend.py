@@ -30,6 +30,27 @@ from services.server.settings import ServiceSettings
 
 FOLLOW_POLL_S = 0.25
 
+# What a local job takes from the service's environment: how to run Python and find its
+# packages, the locale, and how to reach its Ray and MLflow. Never the service's own secrets
+# (SELFIE_API_TOKEN, SELFIE_DATABASE_URL) or anything else the service happens to hold.
+INHERITED_ENV = (
+    "PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH",
+    "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+    "RAY_ADDRESS", "SELFIE_RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN",
+    "SELFIE_RAY_OBJECT_STORE_MB",
+    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH",
+)  # fmt: skip
+
+
+def local_job_environment(
+    settings: ServiceSettings, *, submission_id: str, kind: str, spec: dict
+) -> dict[str, str]:
+    """A local job's whole environment: the allow-listed variables, then the job's own."""
+    inherited = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+    job = job_environment(settings, submission_id=submission_id, kind=kind, spec=spec)
+    return inherited | job
+
 
 class LocalProcessJobs:
     def __init__(self, settings: ServiceSettings) -> None:
@@ -44,11 +65,13 @@ class LocalProcessJobs:
     def reachable(self) -> bool:
         return self.root.is_dir()
 
+    def health(self) -> str:
+        return "ok" if self.reachable() else f"unreachable at {self.url}"
+
     def submit(self, *, submission_id: str, kind: str, spec: dict) -> None:
-        env = {
-            **os.environ,
-            **job_environment(self.settings, submission_id=submission_id, kind=kind, spec=spec),
-        }
+        env = local_job_environment(
+            self.settings, submission_id=submission_id, kind=kind, spec=spec
+        )
         python = self.settings.job_python or sys.executable
         process = subprocess.Popen(
             [

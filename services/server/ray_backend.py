@@ -1,9 +1,10 @@
 """Ray's own job system underneath the service.
 
 The service builds every entrypoint itself (`<python> -m pipelines.cli.job_entry`) and passes
-the validated spec in the job's environment: a caller's text never reaches a shell. With no
-`SELFIE_RAY_DASHBOARD_URL`, a local Ray head is started as its own daemon (`ray start
---head`), so jobs outlive a restart of the service and the service finds them again.
+the validated spec in the job's environment, as base64 nothing expands: a caller's text never
+reaches a shell. With no `SELFIE_RAY_DASHBOARD_URL`, a local Ray head is started as its own
+daemon (`ray start --head`, in the work dir), so jobs outlive a restart of the service and
+the service finds them again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -36,10 +38,20 @@ LOCAL_DASHBOARD_PORT = 8265
 SUBMIT_RETRY_SECONDS = 60.0
 DRIVER_CPUS = 1
 LOCAL_DRIVER_SLOTS = 100
+PROBE_SECONDS = 30.0  # how long /healthz trusts the last proof that submission works
+PROBE_RETRY_SECONDS = 2.0  # how soon it asks again after a failed proof
+PROBE_PREFIX = "selfie-probe-"
 
 
 def _says_missing(exc: Exception) -> bool:
     return "does not exist" in str(exc) or "404" in str(exc)
+
+
+def _brief(exc: Exception) -> str:
+    """Ray's errors carry its server's whole traceback (40 lines for a deleted working
+    directory): callers get the last line, the log gets the rest."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
 
 
 _RAY_STATES = {
@@ -113,10 +125,20 @@ def start_local_head(settings: ServiceSettings) -> str:
         "--disable-usage-stats",
     ]  # fmt: skip
     log.info("starting a local Ray head: %s", " ".join(cmd))
+    # The head is a daemon that keeps the working directory it started in, and Ray's job
+    # submission resolves paths against it: started from a folder deleted later, every
+    # submission fails. The work dir outlives the service, so the head runs there.
     # Training is throughput work and the API latency work: on a machine they share, the
     # head (and every job it starts, which inherit it) runs at a lower CPU priority.
+    workdir = settings.resolved_workdir
+    workdir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        cmd, check=True, capture_output=True, timeout=120, preexec_fn=lambda: os.nice(10)
+        cmd,
+        check=True,
+        capture_output=True,
+        timeout=120,
+        cwd=workdir,
+        preexec_fn=lambda: os.nice(10),
     )
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -133,6 +155,7 @@ class RayJobs:
         self.settings = settings
         self.url = dashboard_url
         self._client = None
+        self._proof: tuple[float, str] | None = None  # (monotonic time, "ok" or why not)
 
     @staticmethod
     def preload() -> None:
@@ -149,27 +172,63 @@ class RayJobs:
             try:
                 self._client = JobSubmissionClient(self.url)
             except Exception as exc:  # Ray raises plain ConnectionError/RuntimeError here
-                raise BackendUnavailable(f"Ray at {self.url} is unreachable ({exc})") from None
+                why = _brief(exc)
+                raise BackendUnavailable(f"Ray at {self.url} is unreachable ({why})") from None
         return self._client
 
     def reachable(self) -> bool:
         return _dashboard_alive(self.url)
 
-    def submit(self, *, submission_id: str, kind: str, spec: dict) -> None:
-        env = job_environment(self.settings, submission_id=submission_id, kind=kind, spec=spec)
-        python = self.settings.job_python or sys.executable
+    def health(self) -> str:
+        """Says "ok" only when a job can be submitted: a dashboard that answers is not enough
+        (a head whose working directory was deleted answers, and refuses every job). Proven
+        by a no-op job through the same submission path, at most every PROBE_SECONDS; a
+        real submission proves it too."""
+        if not self.reachable():
+            return f"unreachable at {self.url}"
+        now = time.monotonic()
+        if self._proof is not None:
+            age, trust = now - self._proof[0], PROBE_SECONDS
+            if self._proof[1] != "ok":
+                trust = PROBE_RETRY_SECONDS
+            if age <= trust:
+                return self._proof[1]
+        try:
+            self._submit(
+                submission_id=f"{PROBE_PREFIX}{uuid.uuid4().hex[:12]}",
+                entrypoint="true",
+                env={},
+                metadata={"selfie_kind": "probe"},
+                resources={},
+                retry_seconds=0.0,  # /healthz answers now; a head still starting is retried
+            )
+        except BackendUnavailable as exc:
+            self._proof = (now, f"broken: {exc}")
+        return self._proof[1] if self._proof else "ok"
+
+    def _submit(
+        self,
+        *,
+        submission_id: str,
+        entrypoint: str,
+        env: dict,
+        metadata: dict,
+        resources: dict,
+        retry_seconds: float = SUBMIT_RETRY_SECONDS,
+    ) -> None:
         # A freshly started head answers "No available agent ... try again later" for a
-        # few seconds: retry that (and only that) for up to SUBMIT_RETRY_SECONDS.
-        deadline = time.monotonic() + SUBMIT_RETRY_SECONDS
+        # few seconds: retry that (and only that) for up to `retry_seconds`.
+        deadline = time.monotonic() + retry_seconds
         while True:
             try:
                 self._jobs().submit_job(
-                    entrypoint=f"{python} -m {ENTRY_MODULE}",
+                    entrypoint=entrypoint,
                     submission_id=submission_id,
                     runtime_env={"env_vars": env},
-                    metadata={"selfie_kind": kind},
-                    **entrypoint_resources(self.settings),
+                    metadata=metadata,
+                    **resources,
                 )
+                self._proof = (time.monotonic(), "ok")
                 return
             except BackendUnavailable:
                 raise
@@ -178,7 +237,25 @@ class RayJobs:
                     time.sleep(1.0)
                     continue
                 self._client = None
-                raise BackendUnavailable(f"Ray at {self.url} refused the job ({exc})") from None
+                log.error("Ray at %s refused job %s", self.url, submission_id, exc_info=exc)
+                raise BackendUnavailable(
+                    f"Ray at {self.url} refused the job ({_brief(exc)})"
+                ) from None
+
+    def submit(self, *, submission_id: str, kind: str, spec: dict) -> None:
+        env = job_environment(self.settings, submission_id=submission_id, kind=kind, spec=spec)
+        python = self.settings.job_python or sys.executable
+        try:
+            self._submit(
+                submission_id=submission_id,
+                entrypoint=f"{python} -m {ENTRY_MODULE}",
+                env=env,
+                metadata={"selfie_kind": kind},
+                resources=entrypoint_resources(self.settings),
+            )
+        except BackendUnavailable as exc:
+            self._proof = (time.monotonic(), f"broken: {exc}")
+            raise
 
     def status(self, submission_id: str) -> BackendJobStatus:
         try:
@@ -190,10 +267,10 @@ class RayJobs:
                 log.warning("Ray has no job %s: %s", submission_id, exc)
                 return BackendJobStatus(state=None, message=None)
             self._client = None
-            raise BackendUnavailable(f"Ray at {self.url} did not answer ({exc})") from None
+            raise BackendUnavailable(f"Ray at {self.url} did not answer ({_brief(exc)})") from None
         except Exception as exc:
             self._client = None
-            raise BackendUnavailable(f"Ray at {self.url} did not answer ({exc})") from None
+            raise BackendUnavailable(f"Ray at {self.url} did not answer ({_brief(exc)})") from None
         raw = getattr(info.status, "value", info.status)  # JobStatus is a str Enum
         state = _RAY_STATES.get(str(raw))
         if state is None:
@@ -209,7 +286,8 @@ class RayJobs:
             if _says_missing(exc):
                 raise JobLogsMissing.of(submission_id) from None
             self._client = None
-            raise BackendUnavailable(f"Ray at {self.url} did not return the logs ({exc})") from None
+            why = _brief(exc)
+            raise BackendUnavailable(f"Ray at {self.url} did not return the logs ({why})") from None
 
     def tail_logs(self, submission_id: str, lines: int, max_bytes: int) -> str:
         """Ray's job API returns whole logs only: cut here (memory not bounded by Ray)."""
@@ -224,7 +302,7 @@ class RayJobs:
                 yield chunk
         except Exception as exc:
             self._client = None
-            yield f"\n[selfie] the log stream from Ray ended early: {exc}\n"
+            yield f"\n[selfie] the log stream from Ray ended early: {_brief(exc)}\n"
 
     def stop(self, submission_id: str) -> None:
         try:
@@ -233,4 +311,4 @@ class RayJobs:
             raise
         except Exception as exc:
             self._client = None
-            raise BackendUnavailable(f"Ray could not stop the job ({exc})") from None
+            raise BackendUnavailable(f"Ray could not stop the job ({_brief(exc)})") from None

@@ -7,13 +7,12 @@ import contextlib
 import os
 import secrets
 from functools import lru_cache
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import NoDecode
+from pydantic import Field, SecretStr
 
 from pipelines.specs.errors import SelfieError
+from pipelines.specs.paths import Confinement
 from pipelines.specs.settings import Settings
 from services.server.store_files import write_private_file
 
@@ -37,10 +36,6 @@ class ServiceSettings(Settings):
     ray_dashboard_url: str | None = Field(
         default=None,
         description="Ray Jobs endpoint (http://head:8265); unset starts a local Ray head.",
-    )
-    data_roots: Annotated[list[Path], NoDecode] = Field(
-        default_factory=list,
-        description="Folders job specs may read data from (comma-separated); default: work dir.",
     )
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     job_python: str | None = Field(
@@ -87,17 +82,9 @@ class ServiceSettings(Settings):
         default=600.0, gt=0, description="A log follow with no new output this long ends."
     )
 
-    @field_validator("data_roots", mode="before")
-    @classmethod
-    def _split_roots(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [p.strip() for p in value.split(",") if p.strip()]
-        return value
-
-    @property
-    def resolved_data_roots(self) -> list[Path]:
-        roots = self.data_roots or [self.workdir]
-        return [r.expanduser().resolve() for r in roots]
+    def confinement(self) -> Confinement:
+        """The service always confines its jobs: to SELFIE_DATA_ROOTS, default the work dir."""
+        return Confinement.of(self.data_roots or [self.workdir], self.allowed_url_prefixes)
 
     @property
     def resolved_database_url(self) -> str:

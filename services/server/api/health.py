@@ -34,9 +34,10 @@ class PrometheusText(Response):
     responses={503: {"model": Health, "description": "Ray, MLflow or the job store is down."}},
 )
 def healthz(state: StateDep) -> JSONResponse:
-    """Reachability of Ray, MLflow and the job store; 503 when any is down."""
+    """Ray (proven to accept a job, not only to answer), MLflow and the job store; 503 when
+    any is down."""
     checks: dict[str, str] = {}
-    checks["ray"] = "ok" if state.jobs.reachable() else f"unreachable at {state.jobs.url}"
+    checks["ray"] = state.jobs.health()
     try:
         state.mlflow.search_experiments(max_results=1)
         checks["mlflow"] = "ok"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 
+from pipelines.specs.paths import Confinement, PathOutsideRoots, confine
 from services.server.api_errors import error_responses
 from services.server.api_keys import Principal
 from services.server.audit import audited
@@ -47,22 +47,13 @@ router = APIRouter(
 # write (WriterDep); a user sees and changes only the jobs it submitted, an admin all.
 
 
-def _check_roots(job: JobCreate, roots: list[Path]) -> None:
-    for name, value in job.spec.local_paths():
-        field = f"spec.{name}"
-        try:
-            resolved = Path(value).expanduser().resolve()
-        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"{field}: {value!r} cannot be resolved ({exc})",
-            ) from None
-        if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"{field}: {value!r} lies outside the allowed data roots "
-                f"({', '.join(map(str, roots))}); move the data there or set SELFIE_DATA_ROOTS",
-            )
+def _check_paths(job: JobCreate, confinement: Confinement) -> None:
+    """Every path the spec names, found from its types, must lie under the data roots (the
+    job entry checks again on its node)."""
+    try:
+        confine(job.spec, confinement)
+    except PathOutsideRoots as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"spec.{exc}") from None
 
 
 def _found(session, job_id: str, who: Principal) -> JobRecord:
@@ -113,7 +104,7 @@ def _submit(
     if (first := existing()) is not None:
         response.status_code = status.HTTP_200_OK
         return first
-    _check_roots(job, state.settings.resolved_data_roots)
+    _check_paths(job, state.settings.confinement())
     try:
         check_limits(job.spec, state.settings)
     except LimitExceeded as exc:
