@@ -78,8 +78,8 @@ def test_the_job_entry_prints_ingest_progress_as_every_stage_does(tmp_path: Path
 
     encoded, digest = encode_spec({"source": "synthetic:60", "out": str(tmp_path / "d")})
     env = {**os.environ, JOB_KIND_ENV: "ingest", JOB_SPEC_ENV: encoded,
-           JOB_SPEC_DIGEST_ENV: digest, PROGRESS_ENV: "1",
-           "SELFIE_WORKDIR": str(tmp_path / "work"), "SELFIE_DATA_ROOTS": str(tmp_path)}  # fmt: skip
+           JOB_SPEC_DIGEST_ENV: digest, PROGRESS_ENV: "1", "SELFIE_DATA_ROOTS": str(tmp_path),
+           "SELFIE_WORKDIR": str(tmp_path / "work")}  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-m", "pipelines.cli.job_entry"],
         env=env, capture_output=True, text=True, timeout=120,
