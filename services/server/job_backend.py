@@ -75,6 +75,9 @@ class JobBackend(Protocol):
     def stop(self, submission_id: str) -> None: ...
 
 
+JOB_STOP_GRACE_SECONDS = 30
+
+
 def job_environment(
     settings: ServiceSettings, *, submission_id: str, kind: str, spec: dict
 ) -> dict[str, str]:
@@ -94,6 +97,10 @@ def job_environment(
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "PYTHONUNBUFFERED": "1",
         PROGRESS_ENV: "1",  # the live view (`selfie logs -f`) reads these lines
+        # Ray's job supervisor reads this from the job's env: how long a cancelled job has
+        # between SIGTERM and SIGKILL (Ray's default, 3 s, cuts off the runner marking the
+        # MLflow run KILLED and Tune saving its state).
+        "RAY_JOB_STOP_WAIT_TIME_S": str(JOB_STOP_GRACE_SECONDS),
     }
     if confinement.url_prefixes:
         env["SELFIE_ALLOWED_URL_PREFIXES"] = ",".join(confinement.url_prefixes)
