@@ -143,6 +143,16 @@ training runs on a GPU and this torch/torchvision pair is listed as proven
 (`pipelines.data.device_decode.PROVEN_DEVICE_DECODE`); `cpu` always in the loader processes;
 `device` on the training device whatever it is."""
 
+CompileChoice = Annotated[
+    bool | Literal["auto"],
+    Field(
+        description="Run the model under torch.compile: auto (on a GPU yes, on a CPU no), "
+        "true or false."
+    ),
+]
+"""Whether training compiles its model; resolved for the device by
+`pipelines.training.compile.resolve_compile` (pretraining and finetune trials alike)."""
+
 PretrainedWeights = Annotated[RunWeights | FileWeights, BeforeValidator(_weights_shorthand)]
 """Where pretrained weights come from: an MLflow run or a file, never guessed from text
 later on. YAML and the CLI may give either as one string (`runs:/ID`, an id, or a path)."""

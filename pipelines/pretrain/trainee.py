@@ -1,0 +1,110 @@
+"""Build and restore one rank's training objects (torchtitan's build / restore): plain
+PyTorch, no Ray, so the Ray worker and `selfie bench gpu` build them the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from pipelines.data.stream_position import StreamPosition
+from pipelines.pretrain.plan import PretrainPlan
+from pipelines.training.checkpoint import training_state
+from pipelines.training.compile import compiled_for, is_compiled
+from pipelines.training.optim import build_optimizer, build_scheduler
+from pipelines.training.rng_state import rank_rng_state, restore_rank_rng_state
+from pipelines.training.steps import place, unwrap
+from selfie_core.selfie_model import SelfieModel
+
+
+@dataclass
+class Trainee:
+    """One rank's model (possibly wrapped by DDP and compile), optimizer, schedule, mask
+    generator and where it stands: `step`, and the data stream's position at `resumed_from`
+    (the loader takes one batch per step from there)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    rank: int
+    device: torch.device
+    stream: StreamPosition
+    step: int = 0
+    resumed_from: int = 0
+    restored_rng: bool = field(default=False)
+
+    @property
+    def compiled(self) -> bool:
+        return is_compiled(self.model)
+
+    def stream_now(self) -> StreamPosition:
+        """The loader's position after the batches of the steps taken since the restore."""
+        return self.stream.advanced(self.step - self.resumed_from)
+
+
+def build_trainee(plan: PretrainPlan, rank: int, device: torch.device) -> Trainee:
+    """Fresh objects for `rank`: weights from the spec's seed (alike on every rank), other
+    draws (dropout, masks) from per-rank seeds."""
+    spec = plan.spec
+    torch.manual_seed(spec.seed)  # the initial weights follow the spec's seed
+    model = place(SelfieModel(plan.model), device)
+    torch.manual_seed(spec.seed * 1_000_003 + rank)  # dropout and other draws, per rank
+    optimizer = build_optimizer(model, spec.optim, lr=plan.recipe.effective_lr)
+    scheduler = build_scheduler(
+        optimizer, spec.optim, plan.total_steps, warmup_steps=plan.recipe.effective_warmup_steps
+    )
+    # Masks are drawn on the training device: no host work or copy per step.
+    generator = torch.Generator(device=device)
+    generator.manual_seed(spec.seed * 1_000_003 + rank * 7919)
+    stream = StreamPosition(0, 0, spec.batch_size, spec.loader_workers, spec.workers)
+    return Trainee(model, optimizer, scheduler, generator, rank, device, stream)
+
+
+def restore_trainee(trainee: Trainee, state: dict, plan: PretrainPlan) -> None:
+    """Continue from a training state: weights, optimizer, schedule, step, this rank's own
+    random generators and the data stream's position. A state saved by another number of
+    ranks (or before these were saved) cannot continue the streams exactly: masks are then
+    re-seeded from (seed, rank, step) and the data starts a fresh pass."""
+    trainee.model.load_state_dict(state["model"])
+    trainee.optimizer.load_state_dict(state["optimizer"])
+    trainee.scheduler.load_state_dict(state["scheduler"])
+    step = int(state["step"])
+    trainee.step = trainee.resumed_from = step
+    ranks = state.get("ranks") or []
+    trainee.restored_rng = len(ranks) == plan.spec.workers and restore_rank_rng_state(
+        ranks[trainee.rank], trainee.generator
+    )
+    if not trainee.restored_rng:
+        trainee.generator.manual_seed(plan.spec.seed * 1_000_003 + trainee.rank * 7919 + step)
+    if "loader" in state:
+        trainee.stream = StreamPosition.from_dict(state["loader"])
+    else:
+        trainee.stream = StreamPosition(plan.epoch_of(step) + 1, 0, plan.spec.batch_size)
+
+
+def compile_trainee(trainee: Trainee, plan: PretrainPlan) -> None:
+    """Put the (possibly DDP-wrapped) model under torch.compile when `compile` resolves to
+    on for this device; the first step then compiles (the loop says so)."""
+    trainee.model = compiled_for(trainee.model, plan.spec.compile, trainee.device)
+
+
+def snapshot(trainee: Trainee, plan: PretrainPlan, ranks: list[dict]) -> dict:
+    """The full training state at `trainee.step` on the host; `ranks`: every rank's
+    `rank_rng_state`, gathered by the caller."""
+    return training_state(
+        model=unwrap(trainee.model),
+        optimizer=trainee.optimizer,
+        scheduler=trainee.scheduler,
+        step=trainee.step,
+        epoch=plan.epoch_of(trainee.step),
+        ranks=ranks,
+        loader=trainee.stream_now().to_dict(),
+        config=plan.model,
+        manifest_digest=plan.manifest_digest,
+    )
+
+
+def own_rng_state(trainee: Trainee) -> dict:
+    return rank_rng_state(trainee.generator)
