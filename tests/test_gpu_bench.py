@@ -1,0 +1,45 @@
+"""`selfie bench gpu` end to end on the CPU (tiny preset, 32 px): the real pretraining loop
+on generated photo-like JPEGs stays finite and learns, and every figure is reported."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.bench.gpu_bench import learning_margin
+
+ARGS = [
+    "--device", "cpu", "--preset", "tiny", "--image-size", "32", "--batch-size", "16",
+    "--steps", "60", "--step-only-steps", "10", "--images", "96", "--loader-workers", "1",
+    "--resnet-steps", "2", "--json",
+]  # fmt: skip
+
+
+def test_the_margin_is_one_and_a_half_chance_or_five_standard_errors() -> None:
+    assert learning_margin(4, 10_000) == pytest.approx(0.375)  # 1.5 x 1/4
+    assert learning_margin(4, 40) == pytest.approx(0.25 + 5 * math.sqrt(0.25 * 0.75 / 40))
+
+
+def test_bench_gpu_on_the_cpu_trains_learns_and_reports_every_figure() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli.main", "bench", "gpu", *ARGS],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["failures"] == [] and result["errors"] == {}
+    run = result["end_to_end.cpu_decode"]
+    assert math.isfinite(run["last_loss"]) and run["images_per_s"] > 0
+    chance = result["setup"]["chance_accuracy"]
+    assert run["last_accuracy"] >= run["accuracy_needed"] >= 1.5 * chance
+    assert run["last_accuracy"] > run["first_accuracy"]
+    assert result["step_only_images_per_s.eager"] > 0
+    assert result["fed_fraction"]["cpu_decode"] > 0
+    assert result["matmul_peak"]["kind"] == "fp32 matmul 1024^3"  # labelled: no bf16 on a CPU
+    assert 0 < result["model_flops_utilisation"]["step_only_eager"] < 1
+    assert result["resnet50_images_per_s"] > 0 and result["loader_processes"] == 1
+    assert {"torch", "torchvision"} <= set(result["versions"])
