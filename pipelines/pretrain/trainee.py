@@ -33,7 +33,8 @@ class Trainee:
     stream: StreamPosition
     step: int = 0
     resumed_from: int = 0
-    restored_rng: bool = field(default=False)
+    restored_rng: bool = False
+    saved_rng: dict | None = field(default=None, repr=False)
 
     @property
     def compiled(self) -> bool:
@@ -63,8 +64,9 @@ def build_trainee(plan: PretrainPlan, rank: int, device: torch.device) -> Traine
 
 
 def restore_trainee(trainee: Trainee, state: dict, plan: PretrainPlan) -> None:
-    """Continue from a training state: weights, optimizer, schedule, step, this rank's own
-    random generators and the data stream's position. A state saved by another number of
+    """Continue from a training state: weights, optimizer, schedule, step and the data
+    stream's position; this rank's own generator states are kept for `resume_rng`. A state
+    saved by another number of
     ranks (or before these were saved) cannot continue the streams exactly: masks are then
     re-seeded from (seed, rank, step) and the data starts a fresh pass."""
     trainee.model.load_state_dict(state["model"])
@@ -73,15 +75,26 @@ def restore_trainee(trainee: Trainee, state: dict, plan: PretrainPlan) -> None:
     step = int(state["step"])
     trainee.step = trainee.resumed_from = step
     ranks = state.get("ranks") or []
-    trainee.restored_rng = len(ranks) == plan.spec.workers and restore_rank_rng_state(
-        ranks[trainee.rank], trainee.generator
-    )
-    if not trainee.restored_rng:
+    if len(ranks) == plan.spec.workers:
+        trainee.saved_rng = ranks[trainee.rank]  # set by `resume_rng`, just before the loop
+    else:
         trainee.generator.manual_seed(plan.spec.seed * 1_000_003 + trainee.rank * 7919 + step)
     if "loader" in state:
         trainee.stream = StreamPosition.from_dict(state["loader"])
     else:
         trainee.stream = StreamPosition(plan.epoch_of(step) + 1, 0, plan.spec.batch_size)
+
+
+def resume_rng(trainee: Trainee) -> None:
+    """Set this rank's generators to their saved states, last thing before the loop: what
+    runs between build and loop (creating the data iterator draws a seed from torch's
+    generator) runs in a fresh run too, so restoring earlier would shift every stream."""
+    if trainee.saved_rng is not None:
+        trainee.restored_rng = restore_rank_rng_state(trainee.saved_rng, trainee.generator)
+        if not trainee.restored_rng:  # saved on another kind of device
+            seed = trainee.generator.initial_seed() + trainee.step
+            trainee.generator.manual_seed(seed)
+        trainee.saved_rng = None
 
 
 def compile_trainee(trainee: Trainee, plan: PretrainPlan) -> None:

@@ -24,6 +24,7 @@ from pipelines.pretrain.trainee import (
     compile_trainee,
     own_rng_state,
     restore_trainee,
+    resume_rng,
     snapshot,
 )
 from pipelines.runtime.progress import report_progress
@@ -62,7 +63,9 @@ def pretrain_worker(config: dict) -> None:
         start=trainee.stream,
     )
     hooks = RayHooks(trainee, plan, world, config)
-    run_steps(trainee, plan, iter(loader), data.manifest.mean, data.manifest.std, hooks)
+    batches = iter(loader)
+    resume_rng(trainee)
+    run_steps(trainee, plan, batches, data.manifest.mean, data.manifest.std, hooks)
     hooks.close()
 
 
