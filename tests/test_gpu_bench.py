@@ -14,13 +14,13 @@ from pipelines.bench.gpu_bench import learning_margin
 
 ARGS = [
     "--device", "cpu", "--preset", "tiny", "--image-size", "32", "--batch-size", "16",
-    "--steps", "60", "--step-only-steps", "10", "--images", "96", "--loader-workers", "1",
+    "--steps", "120", "--step-only-steps", "10", "--images", "96", "--loader-workers", "1",
     "--resnet-steps", "2", "--json",
 ]  # fmt: skip
 
 
-def test_the_margin_is_one_and_a_half_chance_or_five_standard_errors() -> None:
-    assert learning_margin(4, 10_000) == pytest.approx(0.375)  # 1.5 x 1/4
+def test_the_margin_is_five_standard_errors_or_a_tenth_of_chance_above_chance() -> None:
+    assert learning_margin(4, 1_000_000) == pytest.approx(0.275)  # chance 1/4 + 10%
     assert learning_margin(4, 40) == pytest.approx(0.25 + 5 * math.sqrt(0.25 * 0.75 / 40))
 
 
@@ -35,8 +35,8 @@ def test_bench_gpu_on_the_cpu_trains_learns_and_reports_every_figure() -> None:
     run = result["end_to_end.cpu_decode"]
     assert math.isfinite(run["last_loss"]) and run["images_per_s"] > 0
     chance = result["setup"]["chance_accuracy"]
-    assert run["last_accuracy"] >= run["accuracy_needed"] >= 1.5 * chance
-    assert run["last_accuracy"] > run["first_accuracy"]
+    assert run["last_quarter_accuracy"] >= run["accuracy_needed"] >= 1.1 * chance
+    assert run["last_quarter_accuracy"] > run["first_accuracy"]
     assert result["step_only_images_per_s.eager"] > 0
     assert result["fed_fraction"]["cpu_decode"] > 0
     assert result["matmul_peak"]["kind"] == "fp32 matmul 1024^3"  # labelled: no bf16 on a CPU
