@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -37,12 +37,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pipelines.bench.ingest_bench import make_jpeg_folder
 from pipelines.bench.timing import seconds_per_call, step_peak
-from pipelines.data.device_decode import decode_device
 from pipelines.data.loader import ShardData
 from pipelines.ingest.driver import ingest
 from pipelines.pretrain.loop import Interval, run_steps
 from pipelines.pretrain.plan import PretrainPlan, plan_pretrain
-from pipelines.pretrain.trainee import build_trainee, compile_trainee
+from pipelines.pretrain.trainee import Trainee, build_trainee, compile_trainee, data_stream
 from pipelines.specs import IngestSpec, PretrainSpec, build_spec
 from pipelines.specs.errors import SelfieError
 from pipelines.training.compile import resolve_compile
@@ -95,13 +94,17 @@ def _params_finite(model: torch.nn.Module) -> bool:
 
 
 def _train(
-    plan: PretrainPlan, data: ShardData, device: torch.device, batches
+    plan: PretrainPlan,
+    data: ShardData,
+    device: torch.device,
+    batches_for: Callable[[Trainee], Iterator[tuple[torch.Tensor, torch.Tensor]]],
 ) -> tuple[BenchHooks, bool]:
-    """The pretraining loop over `batches` from fresh weights, compiled as the plan says;
-    (readings, weights finite)."""
+    """The pretraining loop from fresh weights, compiled as the plan says, over the batches
+    `batches_for(trainee)` gives; (readings, weights finite)."""
     trainee = build_trainee(plan, 0, device)
     compile_trainee(trainee, plan)
     hooks = BenchHooks()
+    batches = batches_for(trainee)
     run_steps(trainee, plan, batches, data.manifest.mean, data.manifest.std, hooks)
     return hooks, _params_finite(trainee.model)
 
@@ -235,7 +238,7 @@ def bench_gpu(
 
         def step_alone(compile_now: bool) -> None:
             short = plan_for("cpu", compile_now, step_only_steps)
-            hooks, finite = _train(short, shards, dev, itertools.repeat(first_batch))
+            hooks, finite = _train(short, shards, dev, lambda t: itertools.repeat(first_batch))
             label = "compiled" if compile_now else "eager"
             step_only[label] = hooks.images_per_s()
             put(f"step_only_images_per_s.{label}", round(step_only[label], 1))
@@ -247,11 +250,9 @@ def bench_gpu(
         def end_to_end(path: str) -> None:
             decode = "cpu" if path == "cpu_decode" else "device"
             run_plan = plan_for(decode, plan.spec.compile)
-            loader = shards.train_loader(
-                batch_size, num_workers=workers, seed=run_plan.loader_seed,
-                image_size=image_size, decode_on=decode_device(decode, dev),
-            )  # fmt: skip
-            hooks, finite = _train(run_plan, shards, dev, iter(loader))
+            hooks, finite = _train(
+                run_plan, shards, dev, lambda t: data_stream(t, run_plan, shards, world=1)
+            )
             rate = hooks.images_per_s()
             tail = [r for r in hooks.readings if r.step > 0.75 * steps] or hooks.readings[-1:]
             seen = sum(r.images for r in tail)

@@ -3,11 +3,14 @@ PyTorch, no Ray, so the Ray worker and `selfie bench gpu` build them the same wa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from pipelines.data.device_decode import decode_device
+from pipelines.data.loader import ShardData
 from pipelines.data.stream_position import StreamPosition
 from pipelines.pretrain.plan import PretrainPlan
 from pipelines.training.checkpoint import training_state
@@ -95,6 +98,27 @@ def resume_rng(trainee: Trainee) -> None:
             seed = trainee.generator.initial_seed() + trainee.step
             trainee.generator.manual_seed(seed)
         trainee.saved_rng = None
+
+
+def data_stream(
+    trainee: Trainee, plan: PretrainPlan, data: ShardData, world: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's batches from where the trainee's stream stands, then its generators set
+    (`resume_rng`): the last step before the loop, in fresh and resumed runs alike."""
+    spec = plan.spec
+    loader = data.train_loader(
+        spec.batch_size,
+        rank=trainee.rank,
+        world_size=world,
+        num_workers=spec.loader_workers,
+        seed=plan.loader_seed,
+        image_size=plan.model.image_size,
+        decode_on=decode_device(spec.jpeg_decode, trainee.device),
+        start=trainee.stream,
+    )
+    batches = iter(loader)
+    resume_rng(trainee)
+    return batches
 
 
 def compile_trainee(trainee: Trainee, plan: PretrainPlan) -> None:

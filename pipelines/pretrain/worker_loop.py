@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from pipelines.data.device_decode import decode_device
 from pipelines.data.loader import ShardData
 from pipelines.pretrain.loop import LOG_EVERY, Interval, run_steps
 from pipelines.pretrain.plan import PretrainPlan
@@ -22,9 +21,9 @@ from pipelines.pretrain.trainee import (
     Trainee,
     build_trainee,
     compile_trainee,
+    data_stream,
     own_rng_state,
     restore_trainee,
-    resume_rng,
     snapshot,
 )
 from pipelines.runtime.progress import report_progress
@@ -52,19 +51,8 @@ def pretrain_worker(config: dict) -> None:
     trainee.model = ray.train.torch.prepare_model(trainee.model)
     compile_trainee(trainee, plan)
 
-    loader = data.train_loader(
-        spec.batch_size,
-        rank=rank,
-        world_size=world,
-        num_workers=spec.loader_workers,
-        seed=plan.loader_seed,
-        image_size=plan.model.image_size,
-        decode_on=decode_device(spec.jpeg_decode, device),
-        start=trainee.stream,
-    )
     hooks = RayHooks(trainee, plan, world, config)
-    batches = iter(loader)
-    resume_rng(trainee)
+    batches = data_stream(trainee, plan, data, world)
     run_steps(trainee, plan, batches, data.manifest.mean, data.manifest.std, hooks)
     hooks.close()
 
