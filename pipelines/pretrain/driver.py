@@ -14,6 +14,7 @@ from pathlib import Path
 from pipelines.data.loader import ShardData
 from pipelines.pretrain.plan import PretrainPlan, plan_pretrain
 from pipelines.runtime.interrupt import restore_sigint
+from pipelines.runtime.progress import report_progress
 from pipelines.runtime.tracked_run import TrackedRun, tracked_run
 from pipelines.specs import PretrainSpec
 from pipelines.specs.names import (
@@ -103,13 +104,19 @@ def _train(plan: PretrainPlan, settings: Settings, run: TrackedRun, storage: str
     if result.checkpoint is None:
         raise RuntimeError(f"pretraining run {name!r} ended without a checkpoint")
 
+    total = plan.total_steps
     out_dir = run.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    report_progress("pretrain", total, total, status="saving the encoder")
     with result.checkpoint.as_directory() as directory:
         state = load_training_state(Path(directory))
     encoder_path = save_encoder(out_dir / ENCODER_FILE, state)
     client.log_artifact(run_id, str(encoder_path), ENCODER_ARTIFACT_DIR)
+    if spec.register_model:
+        status = f"registering the encoder as MLflow model {spec.register_model!r}"
+        report_progress("pretrain", total, total, status=status)
     _register(settings, run_id, spec, state)
+    report_progress("pretrain", total, total, status="done")
     metrics = result.metrics or {}
 
     outcome = PretrainResult(
