@@ -43,3 +43,27 @@ def test_bench_gpu_on_the_cpu_trains_learns_and_reports_every_figure() -> None:
     assert 0 < result["model_flops_utilisation"]["step_only_eager"] < 1
     assert result["resnet50_images_per_s"] > 0 and result["loader_processes"] == 1
     assert {"torch", "torchvision"} <= set(result["versions"])
+
+
+def test_a_training_path_that_raises_fails_the_check(tmp_path, monkeypatch) -> None:
+    """On the H200 the device decode died in a device assert: an exception in a training
+    section is a failure (non-zero exit), not just a missing figure."""
+    from pipelines.bench import gpu_bench
+    from pipelines.ingest.driver import ingest
+    from pipelines.specs import IngestSpec
+
+    ingest(IngestSpec(source="synthetic:64", out=tmp_path / "d"))
+
+    def device_assert(*args, **kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered\nmore")
+
+    monkeypatch.setattr(gpu_bench, "data_stream", device_assert)
+    result = gpu_bench.bench_gpu(
+        device="cpu", preset="tiny", image_size=32, batch_size=8, steps=5, step_only_steps=5,
+        data=str(tmp_path / "d"), loader_workers=0, resnet_steps=1,
+    )  # fmt: skip
+    assert result["failures"] == [
+        "end_to_end_cpu_decode raised RuntimeError: CUDA error: device-side assert triggered"
+    ]
+    with pytest.raises(gpu_bench.BenchFailed, match="device-side assert"):
+        gpu_bench.check(result)

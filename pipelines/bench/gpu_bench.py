@@ -53,6 +53,13 @@ WARMUP_INTERVALS = 2
 """Readings (of LOG_EVERY steps) left out of rates: allocator warm-up, compile, first fill."""
 
 
+TRAINING_SECTIONS = frozenset(
+    {"step_only_eager", "end_to_end_cpu_decode", "end_to_end_device_decode"}
+)
+"""Sections whose exception fails the check (the GPU run's device decode died in a device
+assert); the others (compile, the reference, the peak) only record theirs."""
+
+
 class BenchFailed(SelfieError):
     """Training on this node did not stay finite or did not learn; the message says which."""
 
@@ -231,6 +238,8 @@ def bench_gpu(
                 text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
                 result["errors"][name] = f"{type(exc).__name__}: {text}"
                 on_figure(f"error.{name}", result["errors"][name])
+                if name in TRAINING_SECTIONS:  # a device assert is training breaking too
+                    result["failures"].append(f"{name} raised {result['errors'][name]}")
 
         first_batch = next(iter(shards.train_loader(batch_size, image_size=image_size,
                                                     num_workers=0, seed=seed)))  # fmt: skip
