@@ -92,10 +92,47 @@ def test_one_pass_reads_every_sample_once_with_loader_processes(data_dir: Path) 
     assert sorted(labels.tolist()) == sorted(data.labels("train").tolist())
 
 
-def test_where_jpegs_are_decoded() -> None:
+def test_where_jpegs_are_decoded(monkeypatch) -> None:
+    """`auto` keeps JPEGs on the CPU, even on a GPU, until this torch/torchvision pair is
+    listed as proven by `selfie bench gpu`; `device` is obeyed as asked."""
+    import torchvision
+
     gpu = torch.device("cuda")
-    assert decode_device("auto", gpu) == gpu and decode_device("auto", CPU) is None
+    assert not device_decode.PROVEN_DEVICE_DECODE  # nothing proven today
+    assert decode_device("auto", gpu) is None and decode_device("auto", CPU) is None
     assert decode_device("cpu", gpu) is None and decode_device("device", CPU) == CPU
+    assert decode_device("device", gpu) == gpu
+    pair = (torch.__version__.split("+")[0], torchvision.__version__.split("+")[0])
+    monkeypatch.setattr(device_decode, "PROVEN_DEVICE_DECODE", frozenset({pair}))
+    assert decode_device("auto", gpu) == gpu and decode_device("auto", CPU) is None
+
+
+def test_the_device_decode_is_fenced_from_the_training_stream(monkeypatch) -> None:
+    """On CUDA the decode first waits for the caller's stream, and the device is synchronised
+    after it while inputs and outputs are still held (pytorch/vision PR #9606). The CUDA calls
+    are recorded (this machine has no GPU); the decode itself runs on the CPU."""
+    import torchvision.io
+
+    events: list[str] = []
+    real = torchvision.io.decode_jpeg
+
+    class Stream:
+        def synchronize(self) -> None:
+            events.append("caller stream drained")
+
+    def decode(data, *, mode, device):
+        events.append(f"decode {len(data)}")
+        return real(data, mode=mode, device="cpu")
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("device"))
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", decode)
+    images = device_decode._decode_jpegs([_jpeg(10), _jpeg(90)], torch.device("cuda"))
+    assert events == ["caller stream drained", "decode 2", "device"]
+    assert [tuple(i.shape) for i in images] == [(3, 100, 120)] * 2
+    events.clear()
+    device_decode._decode_jpegs([_jpeg(10)], CPU)  # off CUDA the fence does nothing
+    assert events == ["decode 1"]
 
 
 def test_the_eval_box_is_the_centre_crop_of_the_shorter_side() -> None:

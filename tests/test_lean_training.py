@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipelines.specs import OptimSpec
+from pipelines.specs import OptimSpec, SpecError
 from pipelines.training.async_checkpoint import AsyncCheckpointer, CheckpointSchedule
 from pipelines.training.checkpoint import load_training_state, training_state
 from pipelines.training.optim import build_optimizer, build_scheduler, effective_optim
+from pipelines.training.rng_state import rank_rng_state
 from pipelines.training.steps import (
     HostSyncCounter,
     MetricWindow,
@@ -122,7 +123,8 @@ def test_snapshot_is_written_in_a_thread_and_reported_later(tmp_path: Path) -> N
     def snapshot():
         return training_state(
             model=model, optimizer=optimizer, scheduler=scheduler, step=3, epoch=0,
-            generator=torch.Generator(), config=model.config, manifest_digest="d",
+            ranks=[rank_rng_state(torch.Generator())], loader={}, config=model.config,
+            manifest_digest="d",
         )  # fmt: skip
 
     ckpt = AsyncCheckpointer(rank=0, lag=5, report_fn=report)
@@ -165,3 +167,16 @@ def test_a_compiled_model_trains_and_checkpoints_plain_weights() -> None:
     assert torch.isfinite(metrics.loss)
     keys = unwrap(compiled).state_dict().keys()
     assert not any(k.startswith("_orig_mod") for k in keys)
+
+
+def test_compile_auto_is_on_for_cuda_and_off_on_a_cpu() -> None:
+    from pipelines.specs import PretrainSpec, build_spec
+    from pipelines.training.compile import resolve_compile
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert resolve_compile("auto", gpu) and not resolve_compile("auto", cpu)
+    assert resolve_compile(True, cpu) and not resolve_compile(False, gpu)
+    assert PretrainSpec(data="d").compile == "auto"
+    assert build_spec(PretrainSpec, {"data": "d", "compile": "true"}).compile is True
+    with pytest.raises(SpecError, match="compile"):
+        build_spec(PretrainSpec, {"data": "d", "compile": "sometimes"})

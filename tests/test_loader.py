@@ -285,3 +285,27 @@ def test_unflippable_small_images_get_a_small_affine_jitter() -> None:
         cx = (mass.sum(0) * np.arange(32)).sum() / mass.sum()
         # Small: the bar's centre moves a few pixels at most, never a patch.
         assert abs(cy - ys.mean()) < 3.5 and abs(cx - xs.mean()) < 3.5
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_loader_rebuilt_at_a_position_continues_the_stream_exactly(
+    data_dir: Path, workers: int
+) -> None:
+    """A run resumed after `taken` batches gets the very batches (pixels, augmentation draws
+    and labels) the uninterrupted loader yields next, across pass boundaries, whatever the
+    number of loader processes; a loader of another shape starts on a fresh pass."""
+    from pipelines.data.stream_position import StreamPosition
+
+    data = ShardData.open(data_dir)
+    size = data.manifest.image_size
+    first = data.train_loader(16, rank=1, world_size=2, num_workers=workers, seed=7)
+    taken, more = 11, 9  # 236 samples / (2 ranks x 16): a pass is ~7 batches per rank
+    batches = list(itertools.islice(iter(first), taken + more))
+    start = StreamPosition(0, taken, 16, workers, 2)
+    again = data.train_loader(16, rank=1, world_size=2, num_workers=workers, seed=7, start=start)
+    resumed = list(itertools.islice(iter(again), more))
+    for (a, la), (b, lb) in zip(batches[taken:], resumed, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+    assert resumed[0][0].shape == (16, 3, size, size)
+    other = start.for_loader(16, workers + 3, 2, data.manifest.counts["train"])
+    assert (other.first_pass, other.batches) == (3, 0)  # 11 x 16 x 2 = 352 read: 2 passes begun

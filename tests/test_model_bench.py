@@ -18,5 +18,6 @@ def test_bench_reports_syncs_and_a_failed_compile_without_crashing(monkeypatch) 
     assert result["host_syncs_avoided_per_step"] == 1.8
     assert result["compiled_images_per_s"] is None and result["eager_images_per_s"] > 0
     assert result["compile_error"] == "RuntimeError: no C++ compiler found"
+    assert result["matmul_peak_kind"] == "fp32 matmul 1024^3"  # a CPU step runs in fp32
     skipped = bench_model("tiny", batch_size=4, image_size=32, steps=1, compare_compile=False)
     assert skipped["compile_skipped"] is True

@@ -1,4 +1,5 @@
-"""`selfie bench model`: pretraining step speed, FLOPs and share of the matmul peak; host
+"""`selfie bench model`: pretraining step speed, FLOPs and share of the matmul peak (bf16
+on a GPU, fp32 on a CPU, measured in the same run); host
 syncs per step of the old and the lean loop; eager vs torch.compile images/s (one run)."""
 
 from __future__ import annotations
@@ -6,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipelines.bench.timing import matmul_peak_flops, seconds_per_call
+from pipelines.bench.timing import seconds_per_call, step_peak
 from pipelines.specs import OptimSpec
 from pipelines.training.optim import build_optimizer
 from pipelines.training.steps import (
@@ -50,7 +51,7 @@ def bench_model(
         step()
     step_flops = counter.get_total_flops()
     secs = seconds_per_call(step, warmup=3, repeats=steps)
-    peak = matmul_peak_flops(dev)
+    peak, peak_kind = step_peak(dev)
 
     m = max(1, round(config.grid.num_patches * config.mask_fraction))
     q = torch.randn(batch_size, m, config.model_preset.hidden, device=dev)
@@ -77,6 +78,7 @@ def bench_model(
         "step_flops": step_flops,
         "achieved_flops_per_s": step_flops / secs,
         "matmul_peak_flops_per_s": peak,
+        "matmul_peak_kind": peak_kind,  # bf16 on a GPU (the step's autocast), fp32 on a CPU
         "share_of_matmul_peak": step_flops / secs / peak,
         "batched_loss_speedup_vs_loop": looped / batched,
         **syncs,

@@ -17,8 +17,8 @@ import torch
 
 from pipelines.data.loader import ShardData
 from pipelines.data.normalize import normalized_batches
-from pipelines.pretrain.worker_loop import model_config_for
-from pipelines.specs import PretrainSpec
+from pipelines.pretrain.plan import plan_pretrain
+from pipelines.specs import PretrainSpec, build_spec
 from pipelines.specs.settings import Settings
 from pipelines.training.optim import build_optimizer, build_scheduler
 from pipelines.training.steps import place, pretrain_step
@@ -32,9 +32,7 @@ def _noop() -> None:
 def plain_loop_images_per_s(spec: PretrainSpec, steps: int, warmup: int = 5) -> float:
     torch.set_num_threads(os.cpu_count() or 1)
     data = ShardData.open(spec.data_dir())
-    model = place(
-        SelfieModel(model_config_for(spec, data.manifest.image_size)), torch.device("cpu")
-    )
+    model = place(SelfieModel(plan_pretrain(spec, data).model), torch.device("cpu"))
     optimizer = build_optimizer(model, spec.optim)
     scheduler = build_scheduler(optimizer, spec.optim, steps + warmup)
     generator = torch.Generator().manual_seed(0)
@@ -59,6 +57,10 @@ def ray_images_per_s(spec: PretrainSpec, settings: Settings) -> float:
     return sum(rates) / max(len(rates), 1)
 
 
+def _with_workers(spec: PretrainSpec, workers: int) -> PretrainSpec:
+    return build_spec(PretrainSpec, {**spec.model_dump(), "workers": workers})
+
+
 def bench_train(
     data_dir: str, batch_size: int = 64, steps: int = 60, start_ray: Callable[[], None] = _noop
 ) -> dict:
@@ -76,8 +78,8 @@ def bench_train(
     start_ray()
     with tempfile.TemporaryDirectory() as workdir:
         settings = Settings(workdir=Path(workdir))
-        one = ray_images_per_s(base.model_copy(update={"workers": 1}), settings)
-        two = ray_images_per_s(base.model_copy(update={"workers": 2}), settings)
+        one = ray_images_per_s(_with_workers(base, 1), settings)
+        two = ray_images_per_s(_with_workers(base, 2), settings)
     return {
         "benchmark": "train",
         "data": data_dir,

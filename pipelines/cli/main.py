@@ -89,6 +89,41 @@ def bench_model_cmd(
     emit(bench_model(preset, batch_size, image_size, steps, device), as_json)
 
 
+@bench_app.command("gpu")
+def bench_gpu_cmd(
+    device: str | None = typer.Option(None, help="cuda or cpu; default: cuda when present."),
+    preset: str = typer.Option("paper", help="Model preset."),
+    image_size: int = typer.Option(224, help="The model's image side."),
+    batch_size: int = typer.Option(256, help="Images per step."),
+    steps: int = typer.Option(300, help="Training steps per data path (checked for learning)."),
+    step_only_steps: int = typer.Option(60, help="Steps of the step-alone timings."),
+    data: str | None = typer.Option(None, help="Ingested data dir (default: generate JPEGs)."),
+    images: int = typer.Option(3000, help="Photo-like 300-500 px JPEGs to generate."),
+    loader_workers: int | None = typer.Option(None, help="Loader processes (default: CPUs - 2)."),
+    compile_model: str = typer.Option(
+        "auto", "--compile", help="auto (on CUDA), true or false: torch.compile the step."
+    ),
+    resnet_steps: int = typer.Option(10, help="Timed ResNet-50 reference steps."),
+    deadline_s: float = typer.Option(540.0, help="Start no section after this many seconds."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Does pretraining train and is the GPU fed: the real loop per data path, step alone,
+    fed fraction, bf16 MFU, ResNet-50 reference. Exits 2 if training broke or did not learn."""
+    from pipelines.bench.gpu_bench import bench_gpu, check
+
+    choices = {"auto": None, "true": True, "false": False}
+    if compile_model not in choices:
+        raise SpecError(f"--compile takes auto, true or false, got {compile_model!r}")
+    result = bench_gpu(
+        device=device, preset=preset, image_size=image_size, batch_size=batch_size,
+        steps=steps, step_only_steps=step_only_steps, data=data, images=images,
+        loader_workers=loader_workers, compile_=choices[compile_model], deadline_s=deadline_s,
+        resnet_steps=resnet_steps,
+    )  # fmt: skip
+    emit(result, as_json)
+    check(result)
+
+
 @bench_app.command("data")
 def bench_data_cmd(
     data: str | None = typer.Option(None, help="Also time this ingested data dir."),

@@ -14,6 +14,10 @@ non-JPEG is decoded by the loader process as before (and only cropped on the dev
 the device decoder refuses is decoded on the CPU in the training process, with one warning
 per process. Running out of device memory is not a refusal: it is raised. Small images
 (<= 64 px, CIFAR and digits) keep the CPU path, where decoding costs nothing.
+
+`jpeg_decode: auto` does not choose this path on a GPU until the installed torch/torchvision
+pair has been proven by `selfie bench gpu` (`PROVEN_DEVICE_DECODE`): the unfenced decode
+broke training on an H200 (docs/PERFORMANCE.md, GPU).
 """
 
 from __future__ import annotations
@@ -34,10 +38,34 @@ from pipelines.specs.common import JpegDecode
 log = logging.getLogger(__name__)
 
 
+PROVEN_DEVICE_DECODE: frozenset[tuple[str, str]] = frozenset()
+"""(torch, torchvision) release pairs (e.g. ("2.11.0", "0.26.0")) whose device decode has
+passed `selfie bench gpu` (hundreds of training steps, finite and learning) on a GPU. Empty:
+on an H200 with torch 2.11 / torchvision 0.26 the batched nvJPEG decode corrupted device
+memory inside training (pytorch/vision PR #9606), and the fenced decode below has not yet
+been run on a GPU. `auto` uses the device decoder only for a pair listed here."""
+
+
+def _release(version: str) -> str:
+    """ "2.11.0+cu130" -> "2.11.0": the build suffix does not change the decoder."""
+    return version.split("+", 1)[0]
+
+
+def device_decode_proven() -> bool:
+    """Whether this torch/torchvision pair is listed in `PROVEN_DEVICE_DECODE`."""
+    import torchvision
+
+    pair = (_release(torch.__version__), _release(torchvision.__version__))
+    return pair in PROVEN_DEVICE_DECODE
+
+
 def decode_device(choice: JpegDecode, device: torch.device) -> torch.device | None:
-    """Where JPEGs are decoded: on `device` for `device`, and for `auto` when it is a GPU;
-    None means in the loader processes."""
-    if choice == "device" or (choice == "auto" and device.type == "cuda"):
+    """Where JPEGs are decoded: on `device` for `device`; for `auto`, on a GPU only when this
+    torch/torchvision pair is proven there (`PROVEN_DEVICE_DECODE`), else in the loader
+    processes (None), the path that trains correctly everywhere."""
+    if choice == "device":
+        return device
+    if choice == "auto" and device.type == "cuda" and device_decode_proven():
         return device
     return None
 
@@ -96,15 +124,43 @@ def collate_planned(batch: Sequence[tuple[PlannedSample, int]]) -> PlannedBatch:
     return PlannedBatch([s for s, _ in batch], torch.tensor([label for _, label in batch]))
 
 
+class DecodeFence:
+    """Keeps nvJPEG's side stream apart from the training stream (pytorch/vision PR #9606).
+
+    torchvision's CUDA decoder runs on its own stream and waits for nothing queued on the
+    caller's: the caching allocator can hand it blocks that queued kernels still read or
+    write, and free its outputs while it still writes them. So `before` waits for the
+    caller's stream to drain (no block in use can be handed out) and `after` waits for the
+    whole device (the side stream included) while the inputs and outputs are still held by
+    the caller. On any other device both are no-ops, so CPU tests run the same code path.
+    Unproven on a GPU: see docs/PERFORMANCE.md."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.cuda = torch.device(device).type == "cuda"
+        self.device = torch.device(device)
+
+    def before(self) -> None:
+        if self.cuda:
+            torch.cuda.current_stream(self.device).synchronize()
+
+    def after(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+
 def _decode_jpegs(payloads: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
     """One batched device decode; if the decoder refuses the batch, image by image, and the
     images it refuses alone are decoded on the CPU."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
     def decode(data: torch.Tensor | list[torch.Tensor], on: torch.device | str):
+        fence = DecodeFence(on)
+        fence.before()
         with warnings.catch_warnings():  # torchvision 0.29 marks its decoders deprecated
             warnings.simplefilter("ignore")
-            return decode_jpeg(data, mode=ImageReadMode.RGB, device=on)
+            out = decode_jpeg(data, mode=ImageReadMode.RGB, device=on)
+        fence.after()  # `data` and `out` are alive here: nothing freed under nvJPEG
+        return out
 
     try:
         return list(decode(payloads, device))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipelines.data.augment import ImageTransform, transform_for
 from pipelines.data.device_decode import CropPlan, DeviceDecodedBatches, collate_planned
@@ -34,9 +34,10 @@ from pipelines.data.partition import (
     reader_slot,
 )
 from pipelines.data.shard_read import ReadStats, Sample, check_exists, read_samples
+from pipelines.data.stream_position import StreamPosition
 from pipelines.specs.errors import DataError
 
-__all__ = ["ReaderSlot", "ShardData", "ShardStream", "reader_slot"]
+__all__ = ["ReaderSlot", "ShardData", "ShardStream", "StreamPosition", "reader_slot"]
 
 
 class ShardStream(IterableDataset):
@@ -60,6 +61,7 @@ class ShardStream(IterableDataset):
         passes: int | None = None,
         seed: int = 0,
         shuffle_buffer: int = 512,
+        start: StreamPosition | None = None,
     ) -> None:
         if not shards:
             raise DataError("no shards to read: is the split empty in the manifest?")
@@ -73,6 +75,7 @@ class ShardStream(IterableDataset):
         self.rank, self.world_size = rank, world_size
         self.shuffle, self.passes = shuffle, passes
         self.seed, self.shuffle_buffer = seed, shuffle_buffer
+        self.start = start or StreamPosition(world_size=world_size)
         self.stats = ReadStats()
 
     def pieces(self, slot: ReaderSlot, pass_no: int) -> list[Piece]:
@@ -116,17 +119,32 @@ class ShardStream(IterableDataset):
         yield from buffer
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
-        slot = reader_slot(self.rank, self.world_size)
-        passes = itertools.count() if self.passes is None else range(self.passes)
+        info = get_worker_info()
+        process = info.id if info else 0
+        # Continue the stream at `start`: this process takes over an old reader's share
+        # and passes over what that reader had already yielded (`StreamPosition`).
+        processes = info.num_workers if info else 1
+        old, skip = self.start.reader_start(process, processes)
+        slot = ReaderSlot(self.rank * processes + old, self.world_size * processes)
+        first = self.start.first_pass
+        passes = itertools.count(first) if self.passes is None else range(first, self.passes)
         for pass_no in passes:
-            # The augmentation draws come from their own per-reader, per-pass generator.
-            rng = np.random.default_rng([*self._rng_key(slot, pass_no), 1])
-            produced = False
-            for sample in self.pass_samples(slot, pass_no):
-                produced = True
-                yield self.transform(sample.image, rng), sample.label
-            if not produced:
+            owned = sum(p.stop - p.first for p in self.pieces(slot, pass_no))
+            if owned == 0:
                 return  # this reader owns nothing (fewer chosen samples than readers)
+            if skip >= owned:  # a whole pass already read: skip it without reading it
+                skip -= owned
+                continue
+            key = self._rng_key(slot, pass_no)
+            samples = self.pass_samples(slot, pass_no)
+            for i, sample in enumerate(samples):
+                if i < skip:
+                    continue
+                # Each sample's augmentation draws come from its own generator, keyed by
+                # its place in the pass: the same draws whether or not the stream resumed.
+                rng = np.random.default_rng([*key, 1, i])
+                yield self.transform(sample.image, rng), sample.label
+            skip = 0
 
 
 @dataclass
@@ -205,9 +223,11 @@ class ShardData:
         image_size: int | None = None,
         indices: Sequence[int] | None = None,
         decode_on: torch.device | None = None,
+        start: StreamPosition | None = None,
     ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         """An endless loader of augmented uint8 batches for this rank (take steps_per_epoch
-        a time), over the whole training split or the samples at `indices`."""
+        a time), over the whole training split or the samples at `indices`, from `start`
+        (a position saved by an earlier run of the same seed; default: the beginning)."""
         stream = ShardStream(
             self.shards("train"),
             self.counts("train"),
@@ -217,6 +237,10 @@ class ShardData:
             world_size=world_size,
             seed=seed,
         )
+        if start is not None:
+            stream.start = start.for_loader(
+                batch_size, num_workers, world_size, len(stream.selection)
+            )
         return self._loader(stream, batch_size, num_workers, decode_on, drop_last=True)
 
     def eval_loader(

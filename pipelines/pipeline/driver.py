@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from pipelines.runtime.progress import report_progress
 from pipelines.runtime.tracked_run import TrackedRun, read_result, results_dir, tracked_run
 from pipelines.runtime.tracking import find_named_run
 from pipelines.specs import MANIFEST_NAME, FileWeights, PipelineSpec, SpecError
@@ -92,6 +93,8 @@ def run_pipeline(spec: PipelineSpec, settings: Settings) -> PipelineResult:
             run.run_id, PRETRAIN_RUN_TAG, run_ids_tag([p.mlflow_run_id for p in pretrainings])
         )
         sweep_name = f"{run.name}-sweep"
+        # The sweep's own lines come as trials finish: say at once that it has begun.
+        report_progress("sweep", 0, None, status="starting the trials")
         sweep = run_sweep(
             spec.sweep_spec(
                 [FileWeights(path=p.result_dir) for p in pretrainings],

@@ -11,9 +11,10 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipelines.data.geometry import model_image_size
-from pipelines.data.manifest import load_manifest
+from pipelines.data.loader import ShardData
+from pipelines.pretrain.plan import PretrainPlan, plan_pretrain
 from pipelines.runtime.interrupt import restore_sigint
+from pipelines.runtime.progress import report_progress
 from pipelines.runtime.tracked_run import TrackedRun, tracked_run
 from pipelines.specs import PretrainSpec
 from pipelines.specs.names import (
@@ -51,21 +52,18 @@ def run_pretrain(
 ) -> PretrainResult:
     """Run (or resume) one pretraining; return where its run, checkpoint and encoder are."""
     spec.check_paths()
-    manifest = load_manifest(spec.data_dir())
-    size = model_image_size(manifest.image_size, spec.image_size, spec.patch_size)
-    data_dir = str(spec.data_dir().resolve())
-    spec = spec.model_copy(update={"data": data_dir, "image_size": size})
-
+    plan = plan_pretrain(spec, ShardData.open(spec.data_dir()))
+    spec = plan.spec  # the data dir and image size resolved, validated again
     storage = spec.storage_path or settings.resolved_storage_path
     with tracked_run(
         spec, settings, kind="pretrain", parent_run_id=parent_run_id, params=spec.model_dump()
     ) as run:
         if not run.resumed:
-            _log_dataset(run.client, run.run_id, data_dir, manifest.digest())
-        return _train(spec, settings, run, storage)
+            _log_dataset(run.client, run.run_id, spec.data, plan.manifest_digest)
+        return _train(plan, settings, run, storage)
 
 
-def _train(spec: PretrainSpec, settings: Settings, run: TrackedRun, storage: str) -> PretrainResult:
+def _train(plan: PretrainPlan, settings: Settings, run: TrackedRun, storage: str) -> PretrainResult:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -74,16 +72,17 @@ def _train(spec: PretrainSpec, settings: Settings, run: TrackedRun, storage: str
     from pipelines.runtime.ray_cluster import ensure_ray
     from pipelines.training.checkpoint import ENCODER_FILE, load_training_state, save_encoder
 
+    spec = plan.spec
     client, run_id, name = run.client, run.run_id, run.name
     ensure_ray(settings)
     shape = worker_shape(
         alive_nodes(), spec.workers, spec.cpus_per_worker, spec.requested_gpus, "a worker"
     )
-    _log_recipe(run, spec, shape)
+    _log_recipe(run, plan, shape)
     trainer = TorchTrainer(
         pretrain_worker,
         train_loop_config={
-            "spec": spec.model_dump(),
+            "plan": plan,
             "cpus_per_worker": shape.cpus,
             "tracking_uri": settings.tracking_uri,
             "mlflow_run_id": run_id,
@@ -105,13 +104,19 @@ def _train(spec: PretrainSpec, settings: Settings, run: TrackedRun, storage: str
     if result.checkpoint is None:
         raise RuntimeError(f"pretraining run {name!r} ended without a checkpoint")
 
+    total = plan.total_steps
     out_dir = run.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    report_progress("pretrain", total, total, status="saving the encoder")
     with result.checkpoint.as_directory() as directory:
         state = load_training_state(Path(directory))
     encoder_path = save_encoder(out_dir / ENCODER_FILE, state)
     client.log_artifact(run_id, str(encoder_path), ENCODER_ARTIFACT_DIR)
+    if spec.register_model:
+        status = f"registering the encoder as MLflow model {spec.register_model!r}"
+        report_progress("pretrain", total, total, status=status)
     _register(settings, run_id, spec, state)
+    report_progress("pretrain", total, total, status="done")
     metrics = result.metrics or {}
 
     outcome = PretrainResult(
@@ -130,7 +135,7 @@ def _train(spec: PretrainSpec, settings: Settings, run: TrackedRun, storage: str
     return outcome
 
 
-def _log_recipe(run: TrackedRun, spec: PretrainSpec, shape) -> None:
+def _log_recipe(run: TrackedRun, plan: PretrainPlan, shape) -> None:
     """What actually trains, as MLflow params: the worker shape and the recipe resolved for
     the global batch (effective_lr, effective_warmup_steps, global_batch_size). A resumed
     run on another cluster shape keeps its first values as params and notes the new ones as
@@ -138,13 +143,8 @@ def _log_recipe(run: TrackedRun, spec: PretrainSpec, shape) -> None:
     from mlflow.entities import Param
     from mlflow.exceptions import MlflowException
 
-    from pipelines.data.loader import ShardData
-    from pipelines.training.optim import effective_optim
-
-    steps_per_epoch = ShardData.open(spec.data_dir()).steps_per_epoch(spec.workers, spec.batch_size)
-    recipe = effective_optim(spec.optim, spec.batch_size, spec.workers, steps_per_epoch)
     values = {
-        **recipe.params(),
+        **plan.recipe.params(),
         "resolved_cpus_per_worker": str(shape.cpus),
         "resolved_gpus_per_worker": str(shape.gpus),
     }

@@ -163,13 +163,25 @@ class TrackedRunSpec(Spec):
 JpegDecode = Annotated[
     Literal["auto", "cpu", "device"],
     Field(
-        description="Where JPEGs of large images are decoded: auto (nvJPEG on a GPU, else "
-        "the loader processes), cpu, or device."
+        description="Where JPEGs of large images are decoded: auto (the loader processes; "
+        "nvJPEG on a GPU only for torch/torchvision releases proven by `selfie bench gpu`), "
+        "cpu, or device."
     ),
 ]
-"""Where training decodes JPEGs of large images: `auto` on the GPU when training runs on one
-(nvJPEG), else in the loader processes; `cpu` always in the loader processes; `device` on
-the training device whatever it is."""
+"""Where training decodes JPEGs of large images: `auto` in the loader processes unless
+training runs on a GPU and this torch/torchvision pair is listed as proven
+(`pipelines.data.device_decode.PROVEN_DEVICE_DECODE`); `cpu` always in the loader processes;
+`device` on the training device whatever it is."""
+
+CompileChoice = Annotated[
+    bool | Literal["auto"],
+    Field(
+        description="Run the model under torch.compile: auto (on a GPU yes, on a CPU no), "
+        "true or false."
+    ),
+]
+"""Whether training compiles its model; resolved for the device by
+`pipelines.training.compile.resolve_compile` (pretraining and finetune trials alike)."""
 
 PretrainedWeights = Annotated[RunWeights | FileWeights, BeforeValidator(_weights_shorthand)]
 """Where pretrained weights come from: an MLflow run or a file, never guessed from text

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from pipelines.specs.common import (
+    CompileChoice,
     DataSpec,
     ExperimentName,
     JpegDecode,
@@ -101,7 +102,7 @@ class PretrainOptions(Spec):
     checkpoint_minutes: float | None = Field(
         default=None, gt=0, le=10_000, description="Also checkpoint after this many minutes."
     )
-    compile: bool = Field(default=False, description="Run the model under torch.compile.")
+    compile: CompileChoice = "auto"
     max_failures: int = Field(default=3, ge=0, le=100, description="Worker losses to survive.")
     storage_path: StoragePath | None = Field(
         default=None, description="Checkpoint storage; overrides SELFIE_STORAGE_PATH."

@@ -41,11 +41,14 @@ def training_state(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     step: int,
     epoch: int,
-    generator: torch.Generator,
+    ranks: list[dict],
+    loader: dict,
     config: SelfieConfig,
     manifest_digest: str,
 ) -> dict:
-    """A snapshot of the full training state on the host (tensors copied, not shared)."""
+    """A snapshot of the full training state on the host (tensors copied, not shared):
+    `ranks` holds every rank's random generators (`rng_state`), `loader` the data stream's
+    position (`StreamPosition.to_dict`), so a resumed run continues both exactly."""
     return _to_cpu(
         {
             "model": model.state_dict(),
@@ -53,8 +56,8 @@ def training_state(
             "scheduler": scheduler.state_dict(),
             "step": step,
             "epoch": epoch,
-            "mask_rng": generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "ranks": ranks,
+            "loader": loader,
             "config": config.to_dict(),
             "manifest_digest": manifest_digest,
         }
