@@ -93,8 +93,8 @@ def export_encoder(
         raise SpecError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
     target = _checked_out(Path(out).expanduser(), overwrite)
     resolved = resolve_weights(parse_reference(source), settings)
-    config = resolved.encoder.config
-    net = patch_network(resolved.encoder, resolved.location)
+    config = resolved.weights.config
+    net = patch_network(resolved.weights, resolved.location)
     with _atomic(target) as tmp:
         if fmt == "torchvision":
             try:
