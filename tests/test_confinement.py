@@ -136,6 +136,17 @@ def test_run_name_of_dots_is_refused() -> None:
         build_spec(SweepSpec, {"data": "/d", "run_name": "..", "inits": ["scratch"]})
 
 
+def test_ray_state_of_one_run_name_in_two_experiments_lies_apart(tmp_path: Path) -> None:
+    """Ray names a run's folder by the run name alone: each experiment gets its own folder
+    under the storage, so a second user's run of the same name cannot resume the first's."""
+    from pipelines.specs.settings import Settings
+
+    settings = Settings(workdir=tmp_path)
+    a, b = settings.run_storage(None, "team-a"), settings.run_storage(None, "team-b")
+    assert a != b and Path(a).parent == Path(b).parent == Path(settings.resolved_storage_path)
+    assert settings.run_storage("s3://bucket/x/", "team-a") == "s3://bucket/x/team-a"
+
+
 def test_the_spec_travels_unchanged_or_is_refused() -> None:
     spec = {"source": "synthetic:20", "out": "/r/data-${HOME}"}
     encoded, digest = encode_spec(spec)

@@ -52,8 +52,9 @@ def test_a_trial_on_two_workers_reports_and_is_tested(tmp_path: Path, ray_sessio
     )
     assert "val_accuracy" in child.data.metrics
     # The Train run of the trial used 2 workers, under a name of its own.
-    runs = list((Path(settings.resolved_storage_path)).glob(f"{result.run_name}-train-*"))
-    assert len(runs) == 1, list(Path(settings.resolved_storage_path).iterdir())
+    storage = Path(settings.run_storage(None, _spec(data).experiment))
+    runs = list(storage.glob(f"{result.run_name}-train-*"))
+    assert len(runs) == 1, list(storage.iterdir())
     (epochs,) = runs[0].glob("checkpoint_*/epochs.json")
     assert json.loads(epochs.read_text())[-1]["workers"] == 2
 
@@ -75,7 +76,8 @@ def test_a_distributed_trial_stops_on_patience(tmp_path: Path, ray_session) -> N
     settings = Settings(workdir=tmp_path)
     result = run_sweep(_spec(data, epochs=5, patience=1), settings)
     assert result.trials == 1 and result.failed_trials == 0, result
-    (run,) = Path(settings.resolved_storage_path).glob(f"{result.run_name}-train-*")
+    storage = Path(settings.run_storage(None, _spec(data).experiment))
+    (run,) = storage.glob(f"{result.run_name}-train-*")
     (epochs,) = run.glob("checkpoint_*/epochs.json")
     reported = json.loads(epochs.read_text())
     assert [e["epoch"] for e in reported] == [1, 2]

@@ -102,7 +102,7 @@ def test_killed_worker_is_replaced_and_resumes_from_checkpoint(
     earlier = set(_train_worker_pids())
     thread = threading.Thread(target=drive)
     thread.start()
-    run_dir = Path(settings.resolved_storage_path) / "killme"
+    run_dir = Path(settings.run_storage(None, spec.experiment)) / "killme"
     deadline = time.time() + 240
 
     # Wait for a third checkpoint folder: reports are barriers, so the earlier checkpoints

@@ -54,7 +54,7 @@ def run_pretrain(
     spec.check_paths()
     plan = plan_pretrain(spec, ShardData.open(spec.data_dir()))
     spec = plan.spec  # the data dir and image size resolved, validated again
-    storage = spec.storage_path or settings.resolved_storage_path
+    storage = settings.run_storage(spec.storage_path, spec.experiment)
     with tracked_run(
         spec, settings, kind="pretrain", parent_run_id=parent_run_id, params=spec.model_dump()
     ) as run:

@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     def resolved_storage_path(self) -> str:
         return self.storage_path or str(self.resolved_workdir / "ray_results")
 
+    def run_storage(self, storage_path: str | None, experiment: str) -> str:
+        """Where Ray Train and Tune keep an experiment's run folders: one folder per
+        experiment under the storage (the spec's, else the settings'), because Ray names a
+        run's folder by the run name alone, and the same name in two experiments (two users'
+        runs) must never share, overwrite or resume the other's state. Experiment names are
+        refused with separators or `..` (specs/names), so this stays one folder deep."""
+        return f"{(storage_path or self.resolved_storage_path).rstrip('/')}/{experiment}"
+
 
 @lru_cache
 def get_settings() -> Settings:

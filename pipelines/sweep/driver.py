@@ -207,7 +207,7 @@ def _tune(
     from pipelines.runtime.ray_cluster import ensure_ray
 
     ensure_ray(settings)
-    storage = spec.storage_path or settings.resolved_storage_path
+    storage = settings.run_storage(spec.storage_path, spec.experiment)
     # Trials see the resolved shape and storage, validated as any spec is.
     spec = build_spec(SweepSpec, resolve_trial_shape(spec).model_dump() | {"storage_path": storage})
     weights = [ray.put(w.weights) for w in resolved]
@@ -278,12 +278,12 @@ class _Phases:
         from pipelines.sweep.mlflow_callback import MlflowTrialRuns
 
         self.spec, self.run, self.trainable = spec, run, trainable  # phase -> Tune trainable
-        self.storage = (spec.storage_path or settings.resolved_storage_path).rstrip("/")
+        # `_tune` resolved the storage into the spec: the experiment's folder.
+        self.storage = str(spec.storage_path).rstrip("/")
         # Restoring unpickles Tune's state (tuner.pkl): in a job, only from the storage the
         # settings own, never from a folder or URL the caller named.
-        self.may_restore = (
-            settings.confinement() is None
-            or self.storage == settings.resolved_storage_path.rstrip("/")
+        self.may_restore = settings.confinement() is None or self.storage == settings.run_storage(
+            None, spec.experiment
         )
         self.callback = MlflowTrialRuns(
             settings.tracking_uri, run.experiment_id, run.run_id, trial_count(spec)
