@@ -146,12 +146,6 @@ def _pythonpath() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "HOME")}
 
 
-def _pythonpath() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "HOME")}
-
-
 def test_knn_monitor_reads_features_and_leaves_the_model_alone(
     digits: ShardData, supervised: Path
 ) -> None:
