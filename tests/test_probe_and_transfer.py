@@ -169,3 +169,13 @@ def test_knn_monitor_reads_features_and_leaves_the_model_alone(
     random = knn_monitor(SelfieModel(encoder.config), train, val)
     assert set(learned) == {"knn_u", "knn_trunk", "knn_seconds"}
     assert learned["knn_trunk"] > random["knn_trunk"] + 0.15, (learned, random)
+
+
+def test_the_loop_monitor_runs_when_due(digits: ShardData) -> None:
+    from pipelines.probe.monitor import KnnMonitor
+    from selfie_core import SelfieConfig, SelfieModel
+
+    monitor = KnnMonitor(digits, 32, torch.device("cpu"), eval_every=3)
+    model = SelfieModel(SelfieConfig(preset="tiny"))
+    due = [monitor.maybe_run(model, step, last=step == 4) is not None for step in (1, 2, 3, 4)]
+    assert due == [False, False, True, True]

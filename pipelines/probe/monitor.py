@@ -66,3 +66,22 @@ def knn_monitor(
     scores = knn_scores(train, val, num_classes)
     scores["knn_seconds"] = time.perf_counter() - start
     return scores
+
+
+class KnnMonitor:
+    """The monitor as the pretraining loop runs it: images cached once at construction,
+    `maybe_run` every `eval_every` steps and at the last step (rank 0 only)."""
+
+    def __init__(
+        self, data: ShardData, image_size: int, device: torch.device, eval_every: int
+    ) -> None:
+        self.eval_every = eval_every
+        self.num_classes = data.manifest.num_classes
+        self.train = monitor_batches(data, "train", MONITOR_TRAIN_IMAGES, image_size, device)
+        self.val = monitor_batches(data, "val", MONITOR_VAL_IMAGES, image_size, device)
+
+    def maybe_run(self, model: nn.Module, step: int, last: bool) -> dict[str, float] | None:
+        """The scores when this step is due, else None."""
+        if not (last or step % self.eval_every == 0):
+            return None
+        return knn_monitor(model, self.train, self.val, self.num_classes)
