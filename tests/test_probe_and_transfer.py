@@ -60,7 +60,7 @@ def _best_val(init: str, digits: ShardData, encoder_path: Path | None, seed: int
     encoder = (
         resolve_weights(FileWeights(path=str(encoder_path)), settings) if encoder_path else None
     )
-    model_config = encoder.encoder.config if encoder else None
+    model_config = encoder.weights.config if encoder else None
     indices = labeled_positions(digits.labels("train"), 0.05, seed=seed)
     cfg = FinetuneConfig(
         encoder="resnet50", init=init, lr=2e-3, weight_decay=0.05, epochs=3, batch_size=32,
@@ -74,7 +74,7 @@ def _best_val(init: str, digits: ShardData, encoder_path: Path | None, seed: int
             digits,
             indices,
             model_config or SelfieConfig(preset="tiny"),
-            encoder.encoder if encoder else None,
+            encoder.weights if encoder else None,
             torch.device("cpu"),
         )
     )

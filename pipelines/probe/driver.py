@@ -90,13 +90,13 @@ class ProbeResult:
 
 def load_selfie_model(resolved: ResolvedWeights) -> SelfieModel:
     """The pretraining network with the file's weights, rebuilt from the file's own config."""
-    model = SelfieModel(resolved.encoder.config)
+    model = SelfieModel(resolved.weights.config)
     try:
-        model.load_state_dict(resolved.encoder.state_dict)
+        model.load_state_dict(resolved.weights.state_dict)
     except RuntimeError:
         raise CheckpointError(
             f"the weights in {resolved.location!r} do not fit preset "
-            f"{resolved.encoder.config.preset!r} as this version defines it: probe with the "
+            f"{resolved.weights.config.preset!r} as this version defines it: probe with the "
             "version that pretrained them, or pretrain again"
         ) from None
     return model.eval()
@@ -116,7 +116,7 @@ def run_probe(spec: ProbeSpec, settings: Settings) -> ProbeResult:
     spec.check_paths()
     resolved = resolve_weights(spec.pretrained, settings)
     pretrained = load_selfie_model(resolved)
-    config = resolved.encoder.config
+    config = resolved.weights.config
     data = ShardData.open(spec.data_dir())
     # The encoder's own size: u needs the grid it was pretrained with (its position tables).
     size = model_image_size(data.manifest.image_size, config.image_size, config.patch_size)
@@ -195,7 +195,7 @@ def run_probe(spec: ProbeSpec, settings: Settings) -> ProbeResult:
             pretrain_run_id=resolved.pretrain_run_id,
             mlflow_run_id=run.run_id,
             preset=config.preset,
-            pretrain_step=resolved.encoder.step,
+            pretrain_step=resolved.weights.step,
             seeds=spec.seeds,
             train_images=n_train,
             val_images=n_val,
