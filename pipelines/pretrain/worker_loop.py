@@ -51,7 +51,7 @@ def pretrain_worker(config: dict) -> None:
     trainee.model = ray.train.torch.prepare_model(trainee.model)
     compile_trainee(trainee, plan)
 
-    hooks = RayHooks(trainee, plan, world, config)
+    hooks = RayHooks(trainee, plan, world, {**config, "data": data})
     batches = data_stream(trainee, plan, data, world)
     run_steps(trainee, plan, batches, data.manifest.mean, data.manifest.std, hooks)
     hooks.close()
@@ -78,6 +78,13 @@ class RayHooks:
             spec.checkpoint_every, spec.checkpoint_minutes, LOG_EVERY
         )
         self.last = (float("nan"), float("nan"))
+        self.monitor = None
+        if self.rank == 0 and spec.eval_every:
+            from pipelines.probe.monitor import KnnMonitor
+
+            self.monitor = KnnMonitor(
+                config["data"], plan.model.image_size, trainee.device, spec.eval_every
+            )
 
     def status(self, step: int, text: str) -> None:
         if self.rank == 0:
@@ -104,6 +111,12 @@ class RayHooks:
             )
 
     def after_step(self, step: int, last: bool) -> None:
+        if self.monitor:  # rank 0; the others wait at the next all-reduce
+            scores = self.monitor.maybe_run(self.trainee.model, step, last)
+            if scores:
+                report_progress("pretrain", step, self.total, **scores)
+                if self.logger:
+                    self.logger.add(scores, step)
         self.checkpoints.maybe_report(step)
         if not (last or self.schedule.due(step, _agree(self.world, self.trainee.device))):
             return

@@ -102,6 +102,10 @@ class PretrainOptions(Spec):
     checkpoint_minutes: float | None = Field(
         default=None, gt=0, le=10_000, description="Also checkpoint after this many minutes."
     )
+    eval_every: int | None = Field(
+        default=None, ge=1, description="Steps between kNN monitor readings of u and the "
+        "trunk on 512 train / 256 val images (null: off; docs/RESULTS.md prices it)."
+    )  # fmt: skip
     compile: CompileChoice = "auto"
     max_failures: int = Field(default=3, ge=0, le=100, description="Worker losses to survive.")
     storage_path: StoragePath | None = Field(
