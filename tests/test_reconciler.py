@@ -21,7 +21,7 @@ from services.server.settings import ServiceSettings
 
 def _submit(factory, jobs: LocalProcessJobs, spec: dict) -> tuple[str, str]:
     with session_scope(factory) as session:
-        record = create_job(session=session, kind="ingest", name=None, spec=spec,
+        record = create_job(session=session, owner="admin", kind="ingest", name=None, spec=spec,
                             idempotency_key=None)  # fmt: skip
         job_id, submission_id = record.id, record.submission_id
         jobs.submit(submission_id=submission_id, kind="ingest", spec=spec)
@@ -30,7 +30,7 @@ def _submit(factory, jobs: LocalProcessJobs, spec: dict) -> tuple[str, str]:
 
 
 def test_a_job_whose_logs_are_gone_does_not_block_the_others(tmp_path) -> None:
-    settings = ServiceSettings(workdir=tmp_path / "work")
+    settings = ServiceSettings(workdir=tmp_path / "work", data_roots=[tmp_path])
     factory = session_factory(make_engine(f"sqlite:///{tmp_path / 'jobs.db'}"))
     jobs = LocalProcessJobs(settings)
     submitted = [
