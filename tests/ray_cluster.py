@@ -67,3 +67,16 @@ class PrivateRayCluster:
                     os.kill(int(cmdline.parent.name), signal.SIGKILL)
             except (OSError, ValueError):
                 pass
+
+
+def train_worker_pids() -> list[int]:
+    """Process ids of this test session's alive Ray Train workers (to kill one mid-run)."""
+    from ray.util.state import list_actors
+
+    # This session's cluster by address: with another Ray on the machine (the head `make
+    # demo` leaves up), the state API would otherwise ask that one.
+    actors = list_actors(
+        address=os.environ["SELFIE_TEST_RAY_DASHBOARD"],
+        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
+    )
+    return [a.pid for a in actors]

@@ -16,6 +16,7 @@ from pipelines.pretrain.driver import PretrainResult, run_pretrain
 from pipelines.specs import IngestSpec, OptimSpec, PretrainSpec, SpecError
 from pipelines.specs.settings import Settings
 from pipelines.training.checkpoint import load_encoder
+from tests.ray_cluster import train_worker_pids
 
 pytestmark = pytest.mark.ray
 
@@ -73,18 +74,6 @@ def test_two_workers_finish_and_mlflow_holds_everything(
     assert Path(result.checkpoint).is_dir()
 
 
-def _train_worker_pids() -> list[int]:
-    from ray.util.state import list_actors
-
-    # This session's cluster by address: with another Ray on the machine (the head `make
-    # demo` leaves up), the state API would otherwise ask that one.
-    actors = list_actors(
-        address=os.environ["SELFIE_TEST_RAY_DASHBOARD"],
-        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
-    )
-    return [a.pid for a in actors]
-
-
 def test_killed_worker_is_replaced_and_resumes_from_checkpoint(
     data_dir: Path, tmp_path: Path, ray_session
 ) -> None:
@@ -99,7 +88,7 @@ def test_killed_worker_is_replaced_and_resumes_from_checkpoint(
             outcome["result"] = exc
 
     # Actors of earlier runs in this Ray session can still be listed for a while: ignore them.
-    earlier = set(_train_worker_pids())
+    earlier = set(train_worker_pids())
     thread = threading.Thread(target=drive)
     thread.start()
     run_dir = Path(settings.run_storage(None, spec.experiment)) / "killme"
@@ -113,7 +102,7 @@ def test_killed_worker_is_replaced_and_resumes_from_checkpoint(
     while time.time() < deadline and newest_step() < 30:
         time.sleep(0.2)
     assert newest_step() >= 30, "no checkpoints appeared"
-    pids = [p for p in _train_worker_pids() if p not in earlier]
+    pids = [p for p in train_worker_pids() if p not in earlier]
     assert len(pids) == 2, pids
     os.kill(pids[1], signal.SIGKILL)
     thread.join(timeout=400)

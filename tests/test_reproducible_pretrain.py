@@ -18,6 +18,7 @@ from pipelines.pretrain.driver import run_pretrain
 from pipelines.specs import IngestSpec, OptimSpec, PretrainSpec
 from pipelines.specs.settings import Settings
 from pipelines.training.checkpoint import load_encoder
+from tests.ray_cluster import train_worker_pids
 
 pytestmark = pytest.mark.ray
 
@@ -51,16 +52,6 @@ def test_same_spec_and_seed_give_identical_weights(data_dir: Path, tmp_path: Pat
     assert any(not torch.equal(first[k], other[k]) for k in first)
 
 
-def _train_worker_pids() -> list[int]:
-    from ray.util.state import list_actors
-
-    actors = list_actors(
-        address=os.environ["SELFIE_TEST_RAY_DASHBOARD"],
-        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
-    )
-    return [a.pid for a in actors]
-
-
 def test_a_run_resumed_at_a_checkpoint_equals_the_uninterrupted_run(
     data_dir: Path, tmp_path: Path, ray_session
 ):
@@ -86,7 +77,7 @@ def test_a_run_resumed_at_a_checkpoint_equals_the_uninterrupted_run(
         except BaseException as exc:  # surfaced by the assertion below
             outcome["result"] = exc
 
-    earlier = set(_train_worker_pids())
+    earlier = set(train_worker_pids())
     thread = threading.Thread(target=drive)
     thread.start()
     run_dir = Path(settings.run_storage(None, spec("killed").experiment)) / "killed"
@@ -97,7 +88,7 @@ def test_a_run_resumed_at_a_checkpoint_equals_the_uninterrupted_run(
 
     while time.time() < deadline and newest_step() < 16:
         time.sleep(0.05)
-    pids = [p for p in _train_worker_pids() if p not in earlier]
+    pids = [p for p in train_worker_pids() if p not in earlier]
     assert len(pids) == 2, pids
     os.kill(pids[1], signal.SIGKILL)
     thread.join(timeout=400)
