@@ -129,7 +129,10 @@ def test_pipeline_nests_runs_and_links_lineage(
         if PROGRESS_MARKER in line
     ]
     sweep_lines = [p for p in progress if p["stage"] == "sweep"]
-    assert [(p["done"], p["total"]) for p in sweep_lines] == [(n, 8) for n in range(1, 9)]
+    # "starting the trials" at once, then one line per finished trial of either phase.
+    assert [(p["done"], p["total"]) for p in sweep_lines] == [(0, None)] + [
+        (n, 8) for n in range(1, 9)
+    ]
     client = MlflowClient(settings.tracking_uri)
     pipeline_run = client.get_run(result.mlflow_run_id)
     assert pipeline_run.info.status == "FINISHED"
@@ -273,7 +276,8 @@ def test_an_interrupted_search_stops_the_sweep_and_resume_finishes_it(
         search=SearchSpec(lr=[1e-2, 1e-3], weight_decay=[0.05], scope="first-seed"),
         run_name="interrupted", storage_path=str(tmp_path / "tune"),
     )  # fmt: skip
-    search_dir = tmp_path / "tune" / "interrupted"
+    tune_dir = Path(settings.run_storage(spec.storage_path, spec.experiment))
+    search_dir = tune_dir / "interrupted"
 
     def interrupt_once_a_trial_reports() -> None:
         # Ctrl+C once the first trial has reported, while the sweep's handler is in place.
@@ -288,7 +292,7 @@ def test_an_interrupted_search_stops_the_sweep_and_resume_finishes_it(
     threading.Thread(target=interrupt_once_a_trial_reports, daemon=True).start()
     with pytest.raises(SelfieError, match=r"sweep \(search phase\) was interrupted \(Ctrl\+C\)"):
         run_sweep(spec, settings)
-    assert not (tmp_path / "tune" / "interrupted-replicates").exists()
+    assert not (tune_dir / "interrupted-replicates").exists()
     # Tune did stop: not every search trial ran its budget.
     ran = [json.loads(p.read_text().splitlines()[-1]) for p in search_dir.glob("*/result.json")
            if p.stat().st_size]  # fmt: skip
@@ -314,7 +318,8 @@ def test_with_asha_only_the_search_checkpoints_every_improvement(
     assert result.trials == 2 and result.failed_trials == 0
 
     def checkpointed_epochs(experiment: str) -> list[int]:
-        [trial] = (tmp_path / "tune" / experiment).glob("*/result.json")
+        tune_dir = Path(settings.run_storage(spec.storage_path, spec.experiment))
+        [trial] = (tune_dir / experiment).glob("*/result.json")
         rows = [json.loads(line) for line in trial.read_text().splitlines()]
         assert [r["epoch"] for r in rows] == [1, 2, 3]
         return [r["epoch"] for r in rows if "checkpoint_epoch" in r]

@@ -8,6 +8,7 @@ continues its own history.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -182,13 +183,22 @@ def _register(settings: Settings, run_id: str, spec: PretrainSpec, state: dict) 
 
     model = SelfieModel(SelfieConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"])
+    # `set_tracking_uri` also sets this process's MLFLOW_TRACKING_URI: put the previous value
+    # back after, or every later run in the process (a test session, a notebook) would
+    # silently write to this pretraining's store.
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(settings.tracking_uri)
-    with mlflow.start_run(run_id=run_id):
-        mlflow.pytorch.log_model(
-            model,
-            name="model",
-            registered_model_name=spec.register_model,
-            serialization_format="pickle",
-            pip_requirements=["torch==2.14.1", "selfie-pipelines"],
-        )
-        mlflow.set_tags({PRESET_TAG: spec.preset, MANIFEST_DIGEST_TAG: state["manifest_digest"]})
+    try:
+        with mlflow.start_run(run_id=run_id):
+            mlflow.pytorch.log_model(
+                model,
+                name="model",
+                registered_model_name=spec.register_model,
+                serialization_format="pickle",
+                pip_requirements=["torch==2.14.1", "selfie-pipelines"],
+            )
+            mlflow.set_tags(
+                {PRESET_TAG: spec.preset, MANIFEST_DIGEST_TAG: state["manifest_digest"]}
+            )
+    finally:
+        mlflow.set_tracking_uri(previous)  # None unsets the variable
