@@ -217,7 +217,9 @@ def selfie_group():
     service = typer.main.get_group(app)
     for name, command in service.commands.items():
         group.add_command(command, name)
-    group.add_command(typer.main.get_group(users_app), "users")
+    users = typer.main.get_group(users_app)
+    users.name = "users"  # the help table lists a command by its own name, not the key
+    group.add_command(users)
     bench = group.commands["bench"]
     bench.add_command(typer.main.get_command(_bench_service_app()), "service")
     return group
