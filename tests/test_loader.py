@@ -11,6 +11,7 @@ import webdataset as wds
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from pipelines.data import shard_read
 from pipelines.data.augment import ImageTransform, decode_rgb, transform_for
 from pipelines.data.geometry import model_image_size
 from pipelines.data.labels import labeled_positions, labels_path, split_labels, write_labels
@@ -123,6 +124,37 @@ def test_a_reader_reads_only_the_positions_it_owns(tmp_path: Path) -> None:
     assert [(s.key, s.position) for s in got] == [("s000002", 2), ("s000005", 5), ("s000006", 6)]
     labels_only = list(read_samples(path, images=False))
     assert len(labels_only) == 12 and all(s.image is None for s in labels_only)
+
+
+def test_a_subset_walks_each_shards_headers_once_then_seeks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pass after pass over a sparse subset, each shard's headers are walked once per process
+    (they were walked every pass: half of a digits finetune trial), and the samples read by
+    seeking are the ones, bytes and labels, a walk in file order reads."""
+    sizes = [30, 30]
+    paths = write_id_shards(tmp_path, sizes)
+    chosen = [3, 7, 11, 29, 31, 44, 58]
+    walks = []
+    real_open = shard_read.tarfile.open
+    monkeypatch.setattr(
+        shard_read.tarfile, "open", lambda *a, **k: walks.append(1) or real_open(*a, **k)
+    )
+    stream = ShardStream(paths, sizes, _identity(), indices=chosen, shuffle=False, passes=3)
+    read = [
+        (s.key, s.label, s.image)
+        for p in range(3)
+        for s in stream.pass_samples(ReaderSlot(0, 1), p)
+    ]
+    assert len(walks) == len(paths)
+    walked = [
+        (s.key, s.label, s.image)
+        for path, positions in ((paths[0], [3, 7, 11, 29]), (paths[1], [1, 14, 28]))
+        for s in read_samples(path, positions)
+    ]
+    assert read == walked * 3 and len(walked) == 7
+    # A DataLoader process gets the stream without what this one located.
+    assert len(pickle.dumps(stream)) < 8_000
 
 
 def test_samples_without_a_label_are_counted_and_skipped(tmp_path: Path) -> None:

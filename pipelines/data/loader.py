@@ -33,7 +33,16 @@ from pipelines.data.partition import (
     reader_pieces,
     reader_slot,
 )
-from pipelines.data.shard_read import ReadStats, Sample, check_exists, read_samples
+from pipelines.data.shard_read import (
+    LocatedSamples,
+    ReadStats,
+    Sample,
+    check_exists,
+    is_local,
+    locate_samples,
+    read_located,
+    read_samples,
+)
 from pipelines.data.stream_position import StreamPosition
 from pipelines.specs.errors import DataError
 
@@ -77,6 +86,7 @@ class ShardStream(IterableDataset):
         self.seed, self.shuffle_buffer = seed, shuffle_buffer
         self.start = start or StreamPosition(world_size=world_size)
         self.stats = ReadStats()
+        self._located: dict[int, LocatedSamples] = {}
 
     def pieces(self, slot: ReaderSlot, pass_no: int) -> list[Piece]:
         return reader_pieces(
@@ -102,9 +112,25 @@ class ShardStream(IterableDataset):
     def _owned(self, slot: ReaderSlot, pass_no: int) -> Iterator[Sample]:
         for piece in self.pieces(slot, pass_no):
             positions = self.selection.positions(piece)
-            for sample in read_samples(self.shards[piece.shard], positions, stats=self.stats):
+            for sample in self._read(piece.shard, positions):
                 if sample.label >= 0:
                     yield sample
+
+    def _read(self, shard: int, positions: np.ndarray) -> Iterator[Sample]:
+        """A subset of a local shard is located once per process (one header walk), then
+        read by seeks; a whole split, or a remote shard, is walked in file order."""
+        path = self.shards[shard]
+        chosen = self.selection.shard_positions(shard)
+        if chosen is None or not is_local(path):
+            return read_samples(path, positions, stats=self.stats)
+        if shard not in self._located:
+            self._located[shard] = locate_samples(path, chosen, stats=self.stats)
+        return read_located(path, self._located[shard], positions)
+
+    def __getstate__(self) -> dict:
+        # What a process located stays with it: a DataLoader process gets the stream
+        # without it (a pickle of a few KB) and locates its own shards.
+        return {**self.__dict__, "_located": {}}
 
     def _shuffled(self, items: Iterator, rng: np.random.Generator) -> Iterator:
         buffer: list = []

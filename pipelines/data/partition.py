@@ -72,6 +72,10 @@ class Selection:
             return self.counts
         return np.array([len(p) for p in self._per_shard], dtype=np.int64)
 
+    def shard_positions(self, shard: int) -> np.ndarray | None:
+        """The chosen positions of one shard; None when the whole split is chosen."""
+        return None if self._per_shard is None else self._per_shard[shard]
+
     def positions(self, piece: Piece) -> np.ndarray:
         """Sorted positions within the piece's shard."""
         if self._per_shard is None:
