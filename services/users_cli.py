@@ -61,7 +61,13 @@ def add(
 def list_cmd() -> None:
     """Every key: id, user, scope, created, expires, revoked."""
     with session_scope(_sessions()) as session:
-        for r in list_keys(session=session):
+        keys = list_keys(session=session)
+        if not keys:
+            typer.echo(
+                "no API keys yet: only the bootstrap SELFIE_API_TOKEN answers; "
+                "add one with `selfie users add NAME`"
+            )
+        for r in keys:
             expires = r.expires_at.date().isoformat() if r.expires_at else "-"
             revoked = r.revoked_at.date().isoformat() if r.revoked_at else "-"
             typer.echo(

@@ -197,6 +197,7 @@ def test_users_cli_issues_lists_and_revokes_keys(tmp_path) -> None:
         return subprocess.run([sys.executable, "-m", "services.cli", "users", *args], env=env,
                               capture_output=True, text=True, timeout=120)  # fmt: skip
 
+    assert "no API keys yet" in selfie("list").stdout  # a fresh work dir: a word, not nothing
     made = selfie("add", "carol", "--read-only", "--expires-days", "30")
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
