@@ -1,7 +1,7 @@
-"""What one call of the in-loop kNN monitor costs, in pretraining steps.
+"""What one call of the in-loop representation monitor (kNN + linear probe) costs, in steps.
 
 In one process: 11 timed pretraining steps of 64 images (tiny preset, the digits), then one
-`knn_monitor` call on 512 train and 256 validation images cached as the loop would cache
+`monitor_scores` call on 512 train and 256 validation images cached as the loop would cache
 them; twice, the second after warm-up. Prints the ratio and the share of a run at
 `eval_every` = 500. Numbers in docs/RESULTS.md ("Did pretraining learn features?").
 
@@ -20,7 +20,7 @@ import torch
 
 from pipelines.data.loader import ShardData
 from pipelines.data.normalize import to_device_normalized
-from pipelines.probe.monitor import knn_monitor, monitor_batches
+from pipelines.probe.monitor import monitor_batches, monitor_scores
 from pipelines.training.steps import place, pretrain_step_lean
 from selfie_core import SelfieConfig, SelfieModel
 
@@ -47,8 +47,8 @@ def main() -> None:
         for images in batches[1:]:
             pretrain_step_lean(model, images, generator, optimizer)
         step = (time.perf_counter() - start) / (len(batches) - 1)
-        scores = knn_monitor(model, train, val)
-        cost = scores["knn_seconds"]
+        scores = monitor_scores(model, train, val)
+        cost = scores["monitor_seconds"]
         print(
             json.dumps(
                 {

@@ -1,5 +1,6 @@
-"""`selfie pretrain --eval-every`: the kNN monitor runs inside the real Ray Train worker and
-its readings reach MLflow at the steps it was due."""
+"""The representation monitor (on by default, `--eval-every`) runs inside the real Ray Train
+worker and its readings reach MLflow at the steps it was due, the random-init baseline at
+step 0 included."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def test_monitor_readings_reach_mlflow(tmp_path: Path, ray_session) -> None:
     )  # fmt: skip
     result = run_pretrain(spec, settings)
     client = MlflowClient(settings.tracking_uri)
-    for name in ("knn_u", "knn_trunk", "knn_seconds"):
+    for name in ("knn_u", "knn_trunk", "linear_u", "linear_trunk", "monitor_seconds"):
         history = client.get_metric_history(result.mlflow_run_id, name)
-        assert sorted(m.step for m in history) == [5, 10, 12], name
+        assert sorted(m.step for m in history) == [0, 5, 10, 12], name
     assert all(0 <= m.value <= 1 for m in client.get_metric_history(result.mlflow_run_id, "knn_u"))

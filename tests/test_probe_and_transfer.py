@@ -146,10 +146,10 @@ def _pythonpath() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "HOME")}
 
 
-def test_knn_monitor_reads_features_and_leaves_the_model_alone(
+def test_the_monitor_reads_features_and_leaves_the_model_alone(
     digits: ShardData, supervised: Path
 ) -> None:
-    from pipelines.probe.monitor import knn_monitor, monitor_batches
+    from pipelines.probe.monitor import monitor_batches, monitor_scores
     from pipelines.training.checkpoint import load_encoder
     from selfie_core import SelfieModel
 
@@ -162,20 +162,20 @@ def test_knn_monitor_reads_features_and_leaves_the_model_alone(
     model.load_state_dict(encoder.state_dict)
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    learned = knn_monitor(model, train, val)
+    learned = monitor_scores(model, train, val)
     assert model.training  # the training loop's mode and statistics are untouched
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     torch.manual_seed(0)
-    random = knn_monitor(SelfieModel(encoder.config), train, val)
-    assert set(learned) == {"knn_u", "knn_trunk", "knn_seconds"}
+    random = monitor_scores(SelfieModel(encoder.config), train, val)
+    assert set(learned) == {"knn_u", "knn_trunk", "linear_u", "linear_trunk", "monitor_seconds"}
     assert learned["knn_trunk"] > random["knn_trunk"] + 0.15, (learned, random)
 
 
 def test_the_loop_monitor_runs_when_due(digits: ShardData) -> None:
-    from pipelines.probe.monitor import KnnMonitor
+    from pipelines.probe.monitor import RepresentationMonitor
     from selfie_core import SelfieConfig, SelfieModel
 
-    monitor = KnnMonitor(digits, 32, torch.device("cpu"), eval_every=3)
+    monitor = RepresentationMonitor(digits, 32, torch.device("cpu"), eval_every=3)
     model = SelfieModel(SelfieConfig(preset="tiny"))
     due = [monitor.maybe_run(model, step, last=step == 4) is not None for step in (1, 2, 3, 4)]
     assert due == [False, False, True, True]

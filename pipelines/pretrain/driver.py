@@ -102,6 +102,13 @@ def _train(plan: PretrainPlan, settings: Settings, run: TrackedRun, storage: str
     )
     with restore_sigint():  # Ray Train leaves its own SIGINT handler installed
         result = trainer.fit()
+    stopped_at = int((result.metrics or {}).get("step", 0))
+    if stopped_at < plan.total_steps:
+        # Ctrl+C inside `fit()` meets Ray Train's own handler, which aborts the run and
+        # lets `fit()` return as if it had finished: the same interruption as anywhere else
+        # (the MLflow run ends KILLED), never a partial encoder saved and registered.
+        log.warning("pretraining %r stopped at step %d of %d", name, stopped_at, plan.total_steps)
+        raise KeyboardInterrupt
     if result.checkpoint is None:
         raise RuntimeError(f"pretraining run {name!r} ended without a checkpoint")
 

@@ -79,12 +79,16 @@ class RayHooks:
         )
         self.last = (float("nan"), float("nan"))
         self.monitor = None
+        self.shown: dict[str, float] = {}  # the last monitor reading, kept in the live line
         if self.rank == 0 and spec.eval_every:
-            from pipelines.probe.monitor import KnnMonitor
+            from pipelines.probe.monitor import RepresentationMonitor
 
-            self.monitor = KnnMonitor(
+            self.status(trainee.step, "caching the monitor's images")
+            self.monitor = RepresentationMonitor(
                 config["data"], plan.model.image_size, trainee.device, spec.eval_every
             )
+            if trainee.step == 0:  # the random-init baseline the later readings compare to
+                self._read_monitor(0, last=False)
 
     def status(self, step: int, text: str) -> None:
         if self.rank == 0:
@@ -95,7 +99,7 @@ class RayHooks:
         if self.rank == 0:
             report_progress(
                 "pretrain", reading.step, self.total,
-                loss=reading.loss, selection_accuracy=reading.accuracy,
+                loss=reading.loss, selection_accuracy=reading.accuracy, **self.shown,
             )  # fmt: skip
         if self.logger:
             self.logger.add(
@@ -110,13 +114,23 @@ class RayHooks:
                 reading.step,
             )
 
+    def _read_monitor(self, step: int, last: bool) -> None:
+        """A monitor reading when due: to MLflow at `step`, and into the live line."""
+        from pipelines.probe.monitor import SHOWN
+
+        scores = self.monitor.maybe_run(self.trainee.model, step, last)
+        if not scores:
+            return
+        self.shown = {k: scores[k] for k in SHOWN if k in scores}
+        loss, accuracy = self.last
+        training = {} if step == 0 else {"loss": loss, "selection_accuracy": accuracy}
+        report_progress("pretrain", step, self.total, **training, **self.shown)
+        if self.logger:
+            self.logger.add(scores, step)
+
     def after_step(self, step: int, last: bool) -> None:
         if self.monitor:  # rank 0; the others wait at the next all-reduce
-            scores = self.monitor.maybe_run(self.trainee.model, step, last)
-            if scores:
-                report_progress("pretrain", step, self.total, **scores)
-                if self.logger:
-                    self.logger.add(scores, step)
+            self._read_monitor(step, last)
         self.checkpoints.maybe_report(step)
         if not (last or self.schedule.due(step, _agree(self.world, self.trainee.device))):
             return

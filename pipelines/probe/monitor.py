@@ -1,6 +1,12 @@
-"""The in-loop kNN monitor (solo-learn's and lightly's): every `eval_every` pretraining
-steps, kNN accuracy of u and of the trunk's features on a capped set of images, so a run
-shows whether its features improve, not only whether the pretext task is solved.
+"""The in-loop representation monitor (solo-learn's and lightly's kNN monitor, with a
+linear probe beside it): before the first step (the random-init baseline), every
+`eval_every` pretraining steps and at the last, kNN and linear-probe accuracy of u and of
+the trunk's features on a capped set of labeled images, so a run shows whether its
+features improve, not only whether the pretext task is solved.
+
+The probe is fit at each reading on the stop-gradient features of the cached train images
+(L-BFGS on 512 rows: well under a second), not trained online beside every step: an online
+head would need a forward of whole images at every step.
 
 Cost: the images are read once, normalised and kept on the device; each call copies the
 model twice (one reader per representation), re-estimates BatchNorm on the train images and
@@ -19,7 +25,7 @@ from torch import nn
 
 from pipelines.data.loader import ShardData
 from pipelines.data.normalize import normalized_batches
-from pipelines.probe.features import frozen_readers, knn_scores, read_features
+from pipelines.probe.features import frozen_readers, probe_scores, read_features
 from pipelines.training.steps import unwrap
 
 MONITOR_TRAIN_IMAGES = 512
@@ -45,17 +51,22 @@ def monitor_batches(
     return batches
 
 
+# The figures a reading shows in the progress line (its cost goes to MLflow only).
+SHOWN = ("knn_u", "knn_trunk", "linear_u", "linear_trunk")
+
+
 @torch.no_grad()
-def knn_monitor(
+def monitor_scores(
     model: nn.Module,
     train_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     val_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     num_classes: int | None = None,
 ) -> dict[str, float]:
-    """`knn_u` and `knn_trunk` (val images classified by their 20 nearest train images) and
-    `knn_seconds`, the call's cost. `model` (a SelfieModel, possibly DDP- or compile-wrapped)
-    is not changed: the readers are copies, so training resumes with its own BatchNorm
-    statistics and mode."""
+    """`knn_u`, `knn_trunk` (val images classified by their 20 nearest train images),
+    `linear_u`, `linear_trunk` (a linear probe fit on the train images' features) and
+    `monitor_seconds`, the call's cost. `model` (a SelfieModel, possibly DDP- or
+    compile-wrapped) is not changed: the readers are copies, so training resumes with its
+    own BatchNorm statistics and mode."""
     start = time.perf_counter()
     train_list, val_list = list(train_batches), list(val_batches)
     readers = frozen_readers(unwrap(model), (images for images, _ in train_list))
@@ -63,14 +74,14 @@ def knn_monitor(
     val = read_features(readers, val_list)
     if num_classes is None:
         num_classes = int(max(train.labels.max(), val.labels.max())) + 1
-    scores = knn_scores(train, val, num_classes)
-    scores["knn_seconds"] = time.perf_counter() - start
+    scores = probe_scores(train, val, num_classes)
+    scores["monitor_seconds"] = time.perf_counter() - start
     return scores
 
 
-class KnnMonitor:
+class RepresentationMonitor:
     """The monitor as the pretraining loop runs it: images cached once at construction,
-    `maybe_run` every `eval_every` steps and at the last step (rank 0 only)."""
+    `maybe_run` at step 0, every `eval_every` steps and at the last step (rank 0 only)."""
 
     def __init__(
         self, data: ShardData, image_size: int, device: torch.device, eval_every: int
@@ -84,4 +95,4 @@ class KnnMonitor:
         """The scores when this step is due, else None."""
         if not (last or step % self.eval_every == 0):
             return None
-        return knn_monitor(model, self.train, self.val, self.num_classes)
+        return monitor_scores(model, self.train, self.val, self.num_classes)

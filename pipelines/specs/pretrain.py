@@ -103,8 +103,10 @@ class PretrainOptions(Spec):
         default=None, gt=0, le=10_000, description="Also checkpoint after this many minutes."
     )
     eval_every: int | None = Field(
-        default=None, ge=1, description="Steps between kNN monitor readings of u and the "
-        "trunk on 512 train / 256 val images (null: off; docs/RESULTS.md prices it)."
+        default=500, ge=1, le=10_000_000, description="Steps between readings of the "
+        "representation monitor (kNN and linear probe of u and the trunk on 512 train / 256 "
+        "val images; also before the first step and at the last; null: off; about 1.7% of a "
+        "tiny run at 500, docs/RESULTS.md)."
     )  # fmt: skip
     compile: CompileChoice = "auto"
     max_failures: int = Field(default=3, ge=0, le=100, description="Worker losses to survive.")
