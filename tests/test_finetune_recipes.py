@@ -248,3 +248,23 @@ def test_a_recipe_that_means_nothing_is_one_sentence(fields: dict, needle: str) 
     message = str(caught.value)
     assert needle in message and "\n" not in message, message
 
+
+def test_trial_runs_carry_the_recipe(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.sweep.mlflow_callback import MlflowTrialRuns
+    from pipelines.sweep.trial_plan import CELL_KEY
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("recipes", artifact_location=str(tmp_path / "art"))
+    parent = client.create_run(experiment).info.run_id
+    spec = SweepSpec(data="d", inits=["scratch"], lp_ft_epochs=2, pretrained_lr_scale=0.5)
+    callback = MlflowTrialRuns(uri, experiment, parent, 1, spec.recipe())
+    cell = {"encoder": "hybrid", "init": "scratch", "fraction": 0.1, "seed": 0}
+    trial = SimpleNamespace(trial_id="t1", config={CELL_KEY: cell, "lr": 0.1, "weight_decay": 0})
+    params = client.get_run(callback._run_for(trial)).data.params
+    assert params["lp_ft_epochs"] == "2" and params["pretrained_lr_scale"] == "0.5"
+    assert params["finetune_mode"] == "full" and params["encoder"] == "hybrid"
