@@ -25,6 +25,7 @@ _EXPORTS = {
     "TorchvisionExportError": "selfie_core.torchvision_export",
     "resnet50_state_dict": "selfie_core.torchvision_export",
     "WeightTransferError": "selfie_core.weight_transfer",
+    "pretrained_names": "selfie_core.weight_transfer",
     "transfer_pretrained": "selfie_core.weight_transfer",
 }
 

@@ -22,6 +22,9 @@ from selfie_core.resnet_blocks import ResNetTrunk, make_stage
 
 EncoderKind = Literal["resnet50", "hybrid"]
 ENCODER_KINDS: tuple[EncoderKind, ...] = ("resnet50", "hybrid")
+HEAD = "head"
+"""The attribute holding the linear classification head in both encoders; every other child
+module is the encoder a linear probe freezes."""
 
 
 class ResNet50Classifier(nn.Module):

@@ -15,10 +15,28 @@ _PREFIXES: dict[type[nn.Module], dict[str, str]] = {
     ResNet50Classifier: {"patch_network.trunk.": "trunk."},
     HybridClassifier: {"patch_network.": "patch_network.", "attention_pool.": "attention_pool."},
 }
+_ATTENTION = "attention_pool."
 
 
 class WeightTransferError(ValueError):
     """The checkpoint does not fit the encoder (other preset, geometry, or tensor shapes)."""
+
+
+def _prefixes(encoder: nn.Module, reinit_attention: bool) -> dict[str, str]:
+    prefixes = _PREFIXES.get(type(encoder))
+    if prefixes is None:
+        raise WeightTransferError(f"no pretrained weights map onto {type(encoder).__name__}")
+    if reinit_attention:
+        return {src: dst for src, dst in prefixes.items() if src != _ATTENTION}
+    return prefixes
+
+
+def pretrained_names(encoder: nn.Module, *, reinit_attention: bool = False) -> list[str]:
+    """The encoder's tensors (parameters and buffers) that `transfer_pretrained` fills, by
+    name. Known without a checkpoint, so a scratch encoder can name the same set: a recipe
+    for "the pretrained layers" then means the same layers for both inits."""
+    prefixes = tuple(_prefixes(encoder, reinit_attention).values())
+    return sorted(n for n in encoder.state_dict() if n.startswith(prefixes))
 
 
 def transfer_pretrained(
@@ -27,11 +45,14 @@ def transfer_pretrained(
     *,
     pretrained_config: SelfieConfig,
     encoder_config: SelfieConfig,
+    reinit_attention: bool = False,
 ) -> list[str]:
-    """Copy P's (and, for the hybrid, A's) tensors into `encoder`; return the encoder names copied.
+    """Copy P's (and, for the hybrid, A's) tensors into `encoder`; return the encoder names
+    copied (`pretrained_names`).
 
     Parameters and buffers (BatchNorm statistics) are copied; the heads and ResNet stage 4
-    keep their fresh initialisation.
+    keep their fresh initialisation, and so does the hybrid's A with `reinit_attention`
+    (P kept, the attention pooling learnt afresh).
     """
     if pretrained_config.preset != encoder_config.preset:
         raise WeightTransferError(
@@ -43,9 +64,7 @@ def transfer_pretrained(
             f"checkpoint's patch size {pretrained_config.patch_size} implies a "
             f"{pretrained_config.stem!r} stem but the encoder has a {encoder_config.stem!r} stem"
         )
-    prefixes = _PREFIXES.get(type(encoder))
-    if prefixes is None:
-        raise WeightTransferError(f"no pretrained weights map onto {type(encoder).__name__}")
+    prefixes = _prefixes(encoder, reinit_attention)
     target = encoder.state_dict()
     copied: dict[str, torch.Tensor] = {}
     for src_prefix, dst_prefix in prefixes.items():

@@ -22,6 +22,9 @@ ArchitectureName = Literal["resnet50", "hybrid"]
 """Finetune architectures: `resnet50` (P's stages inside a ResNet-50 on the whole image) and
 `hybrid` (P on patches + attention pooling A + a linear head, the pretraining regime)."""
 InitName = Literal["selfie", "scratch"]
+FinetuneMode = Literal["full", "linear"]
+"""`full`: every layer trains; `linear`: the encoder is frozen (BatchNorm statistics too) and
+only the classification head trains, a linear probe of the pretrained (or random) encoder."""
 
 
 def _one_or_many(value: object) -> object:
@@ -135,6 +138,26 @@ class SweepOptions(Spec):
     )
     batch_size: int = Field(default=64, ge=2, le=65536, description="Images per step.")
     warmup_epochs: int = Field(default=1, ge=0, le=1000, description="Linear warmup epochs.")
+    finetune_mode: FinetuneMode = Field(
+        default="full",
+        description="full: every layer trains; linear: the encoder is frozen (BatchNorm "
+        "statistics too) and only the classification head trains (a linear probe).",
+    )
+    pretrained_lr_scale: float = Field(
+        default=1.0, gt=0, le=10,
+        description="Learning-rate multiplier for the layers selfie init copies from "
+        "pretraining (the same layers of a scratch encoder get it too).",
+    )  # fmt: skip
+    lp_ft_epochs: int = Field(
+        default=0, ge=0, le=10_000,
+        description="LP-FT: train only the head for this many first epochs (encoder frozen), "
+        "then every layer for the rest of the budget.",
+    )  # fmt: skip
+    reinit_attention: bool = Field(
+        default=False,
+        description="Hybrid with selfie init: keep the pretrained patch network P but start "
+        "the attention pooling A afresh instead of copying it.",
+    )
     verify: bool = Field(default=False, description="Check shard checksums before the sweep.")
     cpus_per_trial: int = Field(
         default=1, ge=1, le=256, description="CPUs per trial (per worker when distributed)."
@@ -159,6 +182,41 @@ class SweepOptions(Spec):
     storage_path: StoragePath | None = Field(
         default=None, description="Trial storage; overrides SELFIE_STORAGE_PATH."
     )
+
+    @model_validator(mode="after")
+    def _recipe_fits(self) -> SweepOptions:
+        if self.finetune_mode == "linear" and self.lp_ft_epochs:
+            raise ValueError(
+                "lp_ft_epochs probes and then finetunes, but finetune_mode linear never "
+                "trains the encoder: set lp_ft_epochs to 0 or finetune_mode to full"
+            )
+        if self.finetune_mode == "linear" and self.pretrained_lr_scale != 1.0:
+            raise ValueError(
+                "pretrained_lr_scale has no effect with finetune_mode linear (the encoder is "
+                "frozen): leave it at 1"
+            )
+        if self.steps is None and self.lp_ft_epochs >= self.epochs:
+            raise ValueError(
+                f"lp_ft_epochs ({self.lp_ft_epochs}) must be fewer than epochs "
+                f"({self.epochs}), or the encoder never trains after its probe"
+            )
+        if self.steps is not None and self.lp_ft_epochs * self.min_steps_per_epoch >= self.steps:
+            raise ValueError(
+                f"lp_ft_epochs ({self.lp_ft_epochs}) of at least min_steps_per_epoch "
+                f"({self.min_steps_per_epoch}) steps use all {self.steps} steps, so the "
+                "encoder never trains after its probe: lower lp_ft_epochs"
+            )
+        if self.reinit_attention and "hybrid" not in self.architectures:
+            raise ValueError(
+                "reinit_attention re-initialises the hybrid's attention pooling, but "
+                "architectures has no hybrid: add hybrid or drop reinit_attention"
+            )
+        return self
+
+    def recipe(self) -> dict[str, object]:
+        """The finetune recipe every trial of the sweep follows, by field name."""
+        names = ("finetune_mode", "pretrained_lr_scale", "lp_ft_epochs", "reinit_attention")
+        return {name: getattr(self, name) for name in names}
 
     @field_validator("fractions")
     @classmethod

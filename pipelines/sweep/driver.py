@@ -286,7 +286,7 @@ class _Phases:
             None, spec.experiment
         )
         self.callback = MlflowTrialRuns(
-            settings.tracking_uri, run.experiment_id, run.run_id, trial_count(spec)
+            settings.tracking_uri, run.experiment_id, run.run_id, trial_count(spec), spec.recipe()
         )
 
     def expect(self, trials: int) -> None:

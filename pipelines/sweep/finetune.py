@@ -23,12 +23,13 @@ from pipelines.data.loader import ShardData
 from pipelines.data.manifest import Manifest
 from pipelines.data.normalize import normalized_batches
 from pipelines.specs import OptimSpec
+from pipelines.sweep.frozen_encoder import freeze_encoder, train_mode
 from pipelines.training.checkpoint import EncoderFile
 from pipelines.training.optim import build_optimizer, build_scheduler
 from pipelines.training.steps import classify_step, evaluate_classifier, place, unwrap
 from selfie_core.config import SelfieConfig
 from selfie_core.finetune_encoders import EncoderKind, build_encoder
-from selfie_core.weight_transfer import transfer_pretrained
+from selfie_core.weight_transfer import pretrained_names, transfer_pretrained
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,13 @@ class FinetuneConfig:
     enough updates; or exactly `steps` when set, whatever the subset's size. Either way the
     trial validates once an epoch, and with `patience` it stops when validation has not
     improved for that many epochs (the schedule still spans the whole budget).
+
+    Recipe for the pretrained layers (`pretrained_names`: P's, and A's unless
+    `reinit_attention`), the same for both inits (a scratch network's same layers): their
+    learning rate times `pretrained_lr_scale`. `finetune_mode` `linear` trains only the head
+    (encoder frozen, BatchNorm statistics too); `lp_ft_epochs` does so for the first epochs of
+    the budget, then every layer trains (LP-FT, Kumar et al. 2022), under one schedule.
+    `reinit_attention`: a selfie hybrid copies P but keeps A's fresh initialisation.
     """
 
     encoder: EncoderKind
@@ -56,6 +64,16 @@ class FinetuneConfig:
     steps: int | None = None
     min_steps: int = 0
     patience: int | None = None
+    finetune_mode: str = "full"  # "full" | "linear"
+    pretrained_lr_scale: float = 1.0
+    lp_ft_epochs: int = 0
+    reinit_attention: bool = False
+
+    def __post_init__(self) -> None:
+        if self.finetune_mode not in ("full", "linear"):
+            raise ValueError(f"finetune_mode must be full or linear, got {self.finetune_mode!r}")
+        if self.finetune_mode == "linear" and self.lp_ft_epochs:
+            raise ValueError("finetune_mode linear never trains the encoder: set lp_ft_epochs 0")
 
 
 @dataclass
@@ -100,7 +118,7 @@ def build_model(
     cfg: FinetuneConfig, model_config: SelfieConfig, num_classes: int, weights: EncoderFile | None
 ) -> nn.Module:
     """The same network (the `cfg.encoder` architecture) for both inits; `selfie` copies the
-    pretrained P (and A) from `weights` into it."""
+    pretrained P (and A, unless `cfg.reinit_attention`) from `weights` into it."""
     torch.manual_seed(cfg.seed)
     model = build_encoder(cfg.encoder, model_config, num_classes)
     if cfg.init == "selfie":
@@ -111,8 +129,19 @@ def build_model(
             weights.state_dict,
             pretrained_config=weights.config,
             encoder_config=model_config,
+            reinit_attention=cfg.reinit_attention,
         )
     return model
+
+
+def pretrained_lr_scales(cfg: FinetuneConfig, model: nn.Module) -> dict[str, float]:
+    """Each parameter's learning-rate multiplier that differs from 1: `pretrained_lr_scale`
+    for the layers selfie init copies (`pretrained_names`), whichever the init, so a scratch
+    arm trains under the same recipe as its selfie arm."""
+    if cfg.pretrained_lr_scale == 1.0:
+        return {}
+    pretrained = set(pretrained_names(model, reinit_attention=cfg.reinit_attention))
+    return {n: cfg.pretrained_lr_scale for n, _ in model.named_parameters() if n in pretrained}
 
 
 def steps_per_epoch(num_samples: int, cfg: FinetuneConfig) -> int:
@@ -139,17 +168,25 @@ class FinetunePlan:
     """What one trial does, resolved once from its recipe, its data and its model, before
     its first step: the image size, the steps of an epoch on each rank, the epochs budgeted
     and the learning-rate recipe (a validated `OptimSpec`: AdamW, warmup, then cosine to
-    zero over the whole budget). The loop, the optimizer and the reports read it; nothing
-    downstream recomputes a value of it."""
+    zero over the whole budget), and the first `probe_epochs` that train the head alone
+    (every epoch for `linear`, LP-FT's probe else). The loop, the optimizer and the reports
+    read it; nothing downstream recomputes a value of it."""
 
     image_size: int
     steps_per_epoch: int
     epochs: int
     optim: OptimSpec
+    probe_epochs: int = 0
 
     def __post_init__(self) -> None:
         if min(self.image_size, self.steps_per_epoch, self.epochs) < 1:
             raise ValueError(f"a finetune plan needs positive sizes and counts, got {self}")
+        if not 0 <= self.probe_epochs <= self.epochs:
+            raise ValueError(f"probe epochs must lie in [0, {self.epochs}], got {self}")
+
+    def encoder_frozen(self, epoch: int) -> bool:
+        """Whether epoch `epoch` (from 1) trains the head alone."""
+        return epoch <= self.probe_epochs
 
     @property
     def total_steps(self) -> int:
@@ -166,10 +203,17 @@ def plan_finetune(
     """The trial's plan; on `world` ranks the one-process steps of an epoch are split among
     them (each streams its share of the subset), the budget in epochs unchanged."""
     steps = -(-steps_per_epoch(num_labeled, cfg) // world)
+    epochs = epoch_budget(num_labeled, cfg)
+    if cfg.finetune_mode != "linear" and cfg.lp_ft_epochs >= epochs:
+        raise ValueError(
+            f"lp_ft_epochs ({cfg.lp_ft_epochs}) must be fewer than the trial's budget of "
+            f"{epochs} epochs, or the encoder never trains after its probe"
+        )
     return FinetunePlan(
         image_size=finetune_image_size(manifest, model_config),
         steps_per_epoch=steps,
-        epochs=epoch_budget(num_labeled, cfg),
+        epochs=epochs,
+        probe_epochs=epochs if cfg.finetune_mode == "linear" else cfg.lp_ft_epochs,
         optim=OptimSpec(
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
@@ -180,11 +224,11 @@ def plan_finetune(
 
 
 def finetune_optimizer(
-    model: nn.Module, plan: FinetunePlan
+    model: nn.Module, plan: FinetunePlan, lr_scales: dict[str, float] | None = None
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, float | None]:
     """The plan's recipe, the same for both inits and for one-process and distributed
-    trials; returns the gradient clip too."""
-    optimizer = build_optimizer(model, plan.optim)
+    trials, with `lr_scales` (`pretrained_lr_scales`); returns the gradient clip too."""
+    optimizer = build_optimizer(model, plan.optim, lr_scales=lr_scales)
     return optimizer, build_scheduler(optimizer, plan.optim, plan.total_steps), plan.optim.grad_clip
 
 
@@ -198,9 +242,10 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     grad_clip: float | None,
+    encoder_frozen: bool = False,
 ) -> tuple[float, float]:
     """`steps` classification steps from the endless `batches`; mean loss and accuracy."""
-    model.train()
+    train_mode(model, encoder_frozen)
     loss_sum, acc_sum, n = 0.0, 0.0, 0
     epoch_batches = itertools.islice(batches, steps)
     for images, labels in normalized_batches(epoch_batches, mean, std, device):
@@ -249,13 +294,24 @@ def finetune(
     )
     val_loader = data.eval_loader("val", 256, loader_workers, image_size=size, decode_on=decode_on)
     mean, std = data.manifest.mean, data.manifest.std
-    optimizer, scheduler, grad_clip = finetune_optimizer(model, plan)
+    # Built over every parameter, frozen or not: a frozen one gets no gradient, which AdamW
+    # skips (no update, no decay), and LP-FT's encoder joins the same schedule when it thaws.
+    scales = pretrained_lr_scales(cfg, model)
+    optimizer, scheduler, grad_clip = finetune_optimizer(model, plan, scales)
+    frozen = plan.encoder_frozen(1)
+    freeze_encoder(model, frozen)
     model = wrap(model)
     best_acc, best_epoch, best_state = -1.0, 0, {}
     for epoch in range(1, epochs + 1):
+        if plan.encoder_frozen(epoch) != frozen:  # LP-FT: the probe is over
+            frozen = plan.encoder_frozen(epoch)
+            freeze_encoder(unwrap(model), frozen)
+            # DDP registers the parameters that train when it wraps: wrap again.
+            model = wrap(unwrap(model))
         train_loss, train_acc = train_epoch(
-            model, train_batches, steps, mean, std, device, optimizer, scheduler, grad_clip
-        )
+            model, train_batches, steps, mean, std, device, optimizer, scheduler, grad_clip,
+            encoder_frozen=frozen,
+        )  # fmt: skip
         val_loss, val_acc, improved = math.nan, math.nan, False
         if ranks.validates:
             val = evaluate_classifier(

@@ -30,9 +30,15 @@ class MlflowTrialRuns(tune.Callback):
     for the live view."""
 
     def __init__(
-        self, tracking_uri: str, experiment_id: str, parent_run_id: str, total_trials: int
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        total_trials: int,
+        recipe: dict | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
+        self.recipe = dict(recipe or {})  # the sweep's finetune recipe, a param of every trial
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.total_trials = total_trials
@@ -76,7 +82,7 @@ class MlflowTrialRuns(tune.Callback):
                 tags={PARENT_RUN_TAG: self.parent_run_id, TRIAL_TAG: trial.trial_id},
             )
             run_id = run.info.run_id
-            params = [Param(k, str(v)) for k, v in sorted(c.items())]
+            params = [Param(k, str(v)) for k, v in sorted((self.recipe | c).items())]
             self.client.log_batch(run_id, params=params)
         self.run_ids[trial.trial_id] = run_id
         return run_id

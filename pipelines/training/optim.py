@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import torch
@@ -46,22 +47,33 @@ def effective_optim(
 
 
 def build_optimizer(
-    model: nn.Module, spec: OptimSpec, lr: float | None = None
+    model: nn.Module,
+    spec: OptimSpec,
+    lr: float | None = None,
+    lr_scales: Mapping[str, float] | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW with no weight decay on biases, norms, embeddings and `u0` (1-D or embedding rows)."""
-    decay, no_decay = [], []
+    """AdamW with no weight decay on biases, norms, embeddings and `u0` (1-D or embedding rows).
+
+    `lr_scales` multiplies the learning rate of the parameters it names (a finetune's
+    pretrained layers): one param group per (decay, scale), each starting at its own peak,
+    which the schedule (LambdaLR) then scales group by group."""
+    peak = spec.lr if lr is None else lr
+    scales = lr_scales or {}
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {(True, 1.0): [], (False, 1.0): []}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.ndim <= 1 or name.endswith(("_embed", ".u0")):
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    groups = [
-        {"params": decay, "weight_decay": spec.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=spec.lr if lr is None else lr)
+        decays = not (param.ndim <= 1 or name.endswith(("_embed", ".u0")))
+        groups.setdefault((decays, scales.get(name, 1.0)), []).append(param)
+    return torch.optim.AdamW(
+        [
+            {"params": params, "weight_decay": spec.weight_decay if decays else 0.0,
+             "lr": peak * scale}
+            for (decays, scale), params in groups.items()
+            if params or scale == 1.0
+        ],
+        lr=peak,
+    )  # fmt: skip
 
 
 def warmup_cosine(spec: OptimSpec, total_steps: int, warmup_steps: int | None = None):
