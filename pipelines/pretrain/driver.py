@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipelines.data.loader import ShardData
 from pipelines.pretrain.plan import PretrainPlan, plan_pretrain
-from pipelines.runtime.interrupt import restore_sigint
+from pipelines.runtime.interrupt import interruptible_trainer, restore_sigint
 from pipelines.runtime.progress import report_progress
 from pipelines.runtime.tracked_run import TrackedRun, tracked_run
 from pipelines.specs import PretrainSpec
@@ -80,7 +80,7 @@ def _train(plan: PretrainPlan, settings: Settings, run: TrackedRun, storage: str
         alive_nodes(), spec.workers, spec.cpus_per_worker, spec.requested_gpus, "a worker"
     )
     _log_recipe(run, plan, shape)
-    trainer = TorchTrainer(
+    trainer = interruptible_trainer(TorchTrainer)(
         pretrain_worker,
         train_loop_config={
             "plan": plan,
@@ -104,9 +104,8 @@ def _train(plan: PretrainPlan, settings: Settings, run: TrackedRun, storage: str
         result = trainer.fit()
     stopped_at = int((result.metrics or {}).get("step", 0))
     if stopped_at < plan.total_steps:
-        # Ctrl+C inside `fit()` meets Ray Train's own handler, which aborts the run and
-        # lets `fit()` return as if it had finished: the same interruption as anywhere else
-        # (the MLflow run ends KILLED), never a partial encoder saved and registered.
+        # A run aborted from outside (`fit()` returns without an error before the last
+        # step) is an interruption too: never a partial encoder saved and registered.
         log.warning("pretraining %r stopped at step %d of %d", name, stopped_at, plan.total_steps)
         raise KeyboardInterrupt
     if result.checkpoint is None:

@@ -10,8 +10,13 @@ from the saved state. Before Tune has installed its SIGUSR1 handler (its setup, 
 seconds of a phase) there is nothing to save: Ctrl+C then stops at once. A second Ctrl+C
 always stops at once.
 
-Train: Ray Train installs its own SIGINT handler for a run and leaves it installed after;
-`restore_sigint` puts the previous one back, so a later Ctrl+C is not sent to a finished run.
+Train: Ray Train installs its own SIGINT handler for a run (and leaves it installed after;
+`restore_sigint` puts the previous one back). Ray 2.60's handler asks the run's controller to
+abort and waits for the answer from inside `fit()`'s own wait; the controller dies answering,
+and the process exits at once with status 1 (a `SystemExit` raised in `ray.get`), its MLflow
+run left RUNNING. `interruptible_trainer` replaces that handler: it asks for the abort without
+waiting and raises `KeyboardInterrupt`, so Ctrl+C stops a pretraining as it stops anything
+else (the last checkpoint kept for `--resume`).
 
 SIGTERM: how a job is cancelled over REST (Ray Jobs' stop sends it to the entrypoint's
 process group; the local backend too). `sigterm_as_ctrl_c` makes it the same interruption as
@@ -131,6 +136,22 @@ def keep_sigterm() -> Iterator[None]:
     a job Ray's stays: it stops that local Ray on SIGTERM."""
     with _put_back(signal.SIGTERM, only_if=lambda previous: isinstance(previous, _Sigterm)):
         yield
+
+
+def interruptible_trainer(trainer_cls: type) -> type:
+    """`trainer_cls` (a Ray Train trainer) whose Ctrl+C handler interrupts `fit()` with
+    `KeyboardInterrupt` after asking the controller to abort (see the module's doc)."""
+
+    class Interruptible(trainer_cls):
+        def _register_sigint_handler(self, controller) -> None:  # Ray Train's hook
+            def interrupt(signum: int, frame: object) -> None:
+                controller.abort.remote()  # stop the workers; no wait: we are in fit's wait
+                raise KeyboardInterrupt
+
+            signal.signal(signal.SIGINT, interrupt)
+
+    Interruptible.__name__ = Interruptible.__qualname__ = f"Interruptible{trainer_cls.__name__}"
+    return Interruptible
 
 
 @contextmanager
