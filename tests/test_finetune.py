@@ -178,3 +178,41 @@ def test_a_trial_resolves_its_plan_once_and_the_loop_follows_it(data: ShardData)
         FinetunePlan(image_size=32, steps_per_epoch=0, epochs=2, optim=plan.optim)
     results = list(finetune(cfg, data, list(range(100)), SelfieConfig(), None, torch.device("cpu")))
     assert [(r.steps_per_epoch, r.epochs_budget) for r in results] == [(4, 2), (4, 2)]
+
+
+def test_a_trial_asked_to_compile_trains_compiled_and_keeps_plain_weights(
+    data: ShardData, monkeypatch
+) -> None:
+    """`compile` travels from the sweep spec to the loop (auto: off on a CPU); a compiled
+    trial's chosen weights load into a plain network of the same architecture."""
+    from pipelines.specs import SweepSpec
+    from pipelines.sweep import finetune as ft
+    from pipelines.sweep.trial_setup import finetune_config
+    from pipelines.training.compile import is_compiled, resolve_compile
+
+    config = {"encoder": "resnet50", "init": "scratch", "lr": 1e-2, "weight_decay": 0.05,
+              "seed": 0}  # fmt: skip
+    spec = SweepSpec(data=str(data.data_dir), inits=["scratch"], compile=True)
+    assert finetune_config(spec, config).compile is True
+    assert (
+        finetune_config(SweepSpec(data=str(data.data_dir), inits=["scratch"]), config).compile
+        == "auto"
+    )
+    assert not resolve_compile("auto", torch.device("cpu"))
+    # Dynamo traces for real; the eager backend skips inductor's minutes of C++ on a CPU.
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model: real_compile(model, backend="eager"))
+    stepped = []
+    real_step = ft.classify_step
+    monkeypatch.setattr(
+        ft,
+        "classify_step",
+        lambda model, *a: stepped.append(is_compiled(model)) or real_step(model, *a),
+    )
+    cfg = _cfg(epochs=1, min_steps_per_epoch=2, compile=True)
+    (result,) = list(
+        finetune(cfg, data, list(range(64)), SelfieConfig(), None, torch.device("cpu"))
+    )
+    assert stepped == [True, True]
+    plain = build_model(cfg, SelfieConfig(), data.manifest.num_classes, None)
+    plain.load_state_dict(result.best_state)  # no `_orig_mod.` prefixes

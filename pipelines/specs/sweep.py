@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from pipelines.specs.common import (
+    CompileChoice,
     DataSpec,
     ExperimentName,
     FileWeights,
@@ -166,6 +167,7 @@ class SweepOptions(Spec):
         default=1, ge=0, le=64, description="DataLoader processes per trial (0: in the trial)."
     )
     jpeg_decode: JpegDecode = "auto"
+    compile: CompileChoice = "auto"
     gpus_per_trial: float | None = Field(
         default=None, ge=0, le=16,
         description="GPUs per trial, per worker when distributed (default: 1 if the cluster "

@@ -25,6 +25,7 @@ from pipelines.data.normalize import normalized_batches
 from pipelines.specs import OptimSpec
 from pipelines.sweep.frozen_encoder import freeze_encoder, train_mode
 from pipelines.training.checkpoint import EncoderFile
+from pipelines.training.compile import compiled_for
 from pipelines.training.optim import build_optimizer, build_scheduler
 from pipelines.training.steps import classify_step, evaluate_classifier, place, unwrap
 from selfie_core.config import SelfieConfig
@@ -64,6 +65,7 @@ class FinetuneConfig:
     steps: int | None = None
     min_steps: int = 0
     patience: int | None = None
+    compile: bool | str = "auto"  # the train step under torch.compile (`resolve_compile`)
     finetune_mode: str = "full"  # "full" | "linear"
     pretrained_lr_scale: float = 1.0
     lp_ft_epochs: int = 0
@@ -300,14 +302,20 @@ def finetune(
     optimizer, scheduler, grad_clip = finetune_optimizer(model, plan, scales)
     frozen = plan.encoder_frozen(1)
     freeze_encoder(model, frozen)
-    model = wrap(model)
+
+    def ready(network: nn.Module) -> nn.Module:
+        """The network as the steps run it: DDP-wrapped (`wrap`), then compiled if asked
+        (validation reads it unwrapped, eager). Compiling is lazy: the first step pays."""
+        return compiled_for(wrap(network), cfg.compile, device)
+
+    model = ready(model)
     best_acc, best_epoch, best_state = -1.0, 0, {}
     for epoch in range(1, epochs + 1):
         if plan.encoder_frozen(epoch) != frozen:  # LP-FT: the probe is over
             frozen = plan.encoder_frozen(epoch)
             freeze_encoder(unwrap(model), frozen)
             # DDP registers the parameters that train when it wraps: wrap again.
-            model = wrap(unwrap(model))
+            model = ready(unwrap(model))
         train_loss, train_acc = train_epoch(
             model, train_batches, steps, mean, std, device, optimizer, scheduler, grad_clip,
             encoder_frozen=frozen,

@@ -43,6 +43,7 @@ def finetune_config(spec: SweepSpec, config: dict) -> FinetuneConfig:
         steps=spec.steps,
         min_steps=spec.min_steps,
         patience=spec.patience,
+        compile=spec.compile,
         **spec.recipe(),
     )
 
