@@ -24,7 +24,7 @@ def test_loss_falls_on_real_digits() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(0)
     losses = []
-    for _ in range(200):
+    for _ in range(120):  # 0.68 of the first loss by 120 steps, 0.50 by 200 (2026-11-30)
         idx = torch.randint(0, len(images), (64,), generator=gen)
         out = model(images[idx], sample_masks(64, 16, 0.25, generator=gen))
         opt.zero_grad()
@@ -33,4 +33,4 @@ def test_loss_falls_on_real_digits() -> None:
         losses.append(out.loss.item())
     first, last = np.mean(losses[:10]), np.mean(losses[-20:])
     assert abs(first - math.log(4)) < 0.25
-    assert last < 0.6 * first, (first, last)
+    assert last < 0.8 * first, (first, last)

@@ -109,6 +109,35 @@ def test_probe_sees_supervised_features(digits: ShardData, supervised: Path, tmp
     assert Path(result.report_dir, "result.json").is_file()
 
 
+def test_a_probe_job_over_rest_reads_at_most_its_caps(
+    digits: ShardData, supervised: Path, tmp_path: Path
+) -> None:
+    """`probe` is a job kind: submitted over REST (a real service, local backend), it runs
+    in its own process, reads no more images than its caps and returns its table."""
+    import shutil
+
+    from tests.service_process import ServiceProcess, wait_for_state
+
+    root = digits.data_dir.parent
+    shutil.copy(supervised, root / "encoder.pt")
+    svc = ServiceProcess(tmp_path / "work", None, root).start()
+    try:
+        with svc.client() as client:
+            spec = {"data": str(digits.data_dir), "pretrained": str(root / "encoder.pt"),
+                    "seeds": 1, "max_train_images": 64, "max_val_images": 32}  # fmt: skip
+            created = client.post("/v1/jobs", json={"kind": "probe", "spec": spec})
+            assert created.status_code == 201, created.text
+            job = wait_for_state(client, created.json()["id"], {"SUCCEEDED", "FAILED"})
+            assert job["state"] == "SUCCEEDED", client.get(f"/v1/jobs/{job['id']}/logs").text
+            assert (job["result"]["train_images"], job["result"]["val_images"]) == (64, 32)
+            assert "| trunk |" in job["result"]["table_markdown"]
+            outside = {**spec, "pretrained": "/etc/passwd"}
+            refused = client.post("/v1/jobs", json={"kind": "probe", "spec": outside})
+            assert refused.status_code == 422 and "SELFIE_DATA_ROOTS" in refused.text
+    finally:
+        svc.kill()
+
+
 def test_probe_refuses_what_it_cannot_read(digits: ShardData, tmp_path) -> None:
     settings = Settings(workdir=tmp_path)
     with pytest.raises(SpecError, match="does not exist"):
@@ -123,7 +152,16 @@ def test_probe_refuses_what_it_cannot_read(digits: ShardData, tmp_path) -> None:
 def test_probe_cli_errors_are_one_sentence(tmp_path) -> None:
     hostile = "runs:/" + "z" * 300 + "\n"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.main", "probe", hostile, "--data", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli.main",
+            "probe",
+            "--pretrained",
+            hostile,
+            "--data",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         env={"SELFIE_WORKDIR": str(tmp_path), "PATH": "/usr/bin:/bin", **_pythonpath()},
@@ -132,8 +170,8 @@ def test_probe_cli_errors_are_one_sentence(tmp_path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "error:" in proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.main", "probe", "x.pt", "--data", str(tmp_path),
-         "--seeds", "1000"],
+        [sys.executable, "-m", "pipelines.cli.main", "probe", "--pretrained", "x.pt", "--data",
+         str(tmp_path), "--seeds", "1000"],
         capture_output=True, text=True, env={"SELFIE_WORKDIR": str(tmp_path), **_pythonpath()},
         timeout=120,
     )  # fmt: skip

@@ -243,29 +243,6 @@ def export(
     emit(export_encoder(source, fmt, out, get_settings(), overwrite=overwrite).to_dict(), as_json)
 
 
-@app.command()
-def probe(
-    source: str = typer.Argument(
-        ..., metavar="RUN_OR_PATH", help="Pretraining run (runs:/ID or ID), encoder.pt or folder."
-    ),
-    data: str = typer.Option(..., "--data", help="Ingested data dir: train and val splits."),
-    seeds: int = typer.Option(3, help="Random-init encoders to compare with (1-20)."),
-    experiment: str | None = typer.Option(
-        None, help="MLflow experiment (default: the pretraining run's)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """kNN and linear-probe accuracy of u and trunk features, pretrained vs random init."""
-    from pipelines.export.encoder_export import parse_reference
-    from pipelines.probe.driver import run_probe
-    from pipelines.specs.probe import ProbeSpec
-    from pipelines.specs.settings import get_settings
-
-    fields = {"data": data, "seeds": seeds, "experiment": experiment}
-    spec = build_spec(ProbeSpec, {"pretrained": parse_reference(source), **fields})
-    _present("probe", run_probe(spec, get_settings()).to_dict(), as_json)
-
-
 def _present(kind: str, result: dict[str, Any], as_json: bool) -> None:
     """Print a job's result: JSON, or what a person reads first (the table, for studies)."""
     if as_json or "table_markdown" not in result:

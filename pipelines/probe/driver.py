@@ -22,6 +22,7 @@ from pipelines.data.geometry import model_image_size
 from pipelines.data.loader import ShardData
 from pipelines.data.normalize import normalized_batches
 from pipelines.probe.features import PROTOCOLS, frozen_readers, probe_scores, read_features
+from pipelines.runtime.progress import report_progress
 from pipelines.runtime.tracked_run import tracked_run
 from pipelines.runtime.tracking import tracking_client
 from pipelines.specs.common import TrackedRunSpec
@@ -124,9 +125,18 @@ def run_probe(spec: ProbeSpec, settings: Settings) -> ProbeResult:
     mean, std = data.manifest.mean, data.manifest.std
     num_classes = data.manifest.num_classes
 
-    def batches(split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        split: str, limit: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The split's first `limit` images (shard order), normalised on the device."""
         loader = data.eval_loader(split, EVAL_BATCH, image_size=size)  # type: ignore[arg-type]
-        return normalized_batches(loader, mean, std, device)
+        seen = 0
+        for images, labels in normalized_batches(loader, mean, std, device):
+            take = len(images) if limit is None else min(len(images), limit - seen)
+            if take <= 0:
+                return
+            seen += take
+            yield images[:take], labels[:take]
 
     def calibration() -> Iterator[torch.Tensor]:
         seen = 0
@@ -139,8 +149,8 @@ def run_probe(spec: ProbeSpec, settings: Settings) -> ProbeResult:
 
     def scores(model: SelfieModel) -> tuple[dict[str, float], int, int]:
         readers = frozen_readers(model.to(device), calibration())
-        train = read_features(readers, batches("train"))
-        val = read_features(readers, batches("val"))
+        train = read_features(readers, batches("train", spec.max_train_images))
+        val = read_features(readers, batches("val", spec.max_val_images))
         return probe_scores(train, val, num_classes), len(train.labels), len(val.labels)
 
     run_spec = TrackedRunSpec(
@@ -158,6 +168,8 @@ def run_probe(spec: ProbeSpec, settings: Settings) -> ProbeResult:
         "data": spec.data,
         "seeds": spec.seeds,
         "calibration_images": spec.calibration_images,
+        "max_train_images": spec.max_train_images,
+        "max_val_images": spec.max_val_images,
         "knn_k": 20,
         "knn_temperature": 0.07,
         "model": config.to_dict(),
@@ -170,11 +182,15 @@ def run_probe(spec: ProbeSpec, settings: Settings) -> ProbeResult:
         tags=tags,
         params=params,
     ) as run:
+        encoders = 1 + spec.seeds
+        report_progress("probe", 0, encoders, status="reading the pretrained encoder")
         found, n_train, n_val = scores(pretrained)
         random_scores = []
         for seed in range(spec.seeds):
+            report_progress("probe", 1 + seed, encoders, status=f"random encoder {seed}")
             torch.manual_seed(seed)
             random_scores.append(scores(SelfieModel(config).eval())[0])
+        report_progress("probe", encoders, encoders, status="done")
         rows = []
         for name, protocol in itertools.product(REPRESENTATIONS, PROTOCOLS):
             key = f"{protocol}_{name}"

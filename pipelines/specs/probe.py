@@ -36,3 +36,13 @@ class ProbeSpec(DataSpec):
         le=100_000,
         description="Training images that re-estimate BatchNorm statistics before reading.",
     )
+    # Features are held in memory (n x d floats per representation) and kNN compares every
+    # val image with every train image: capped, the first images in shard order (ingest
+    # shuffles each split, so they are a random sample). 50,000 x 1,024 floats: 200 MB.
+    max_train_images: int = Field(
+        default=50_000, ge=10, le=200_000,
+        description="Train images read at most (the kNN bank and the probe's training set).",
+    )  # fmt: skip
+    max_val_images: int = Field(
+        default=10_000, ge=10, le=50_000, description="Validation images read at most."
+    )

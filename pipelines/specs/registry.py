@@ -15,6 +15,7 @@ from pipelines.specs.common import Spec
 from pipelines.specs.ingest import IngestSpec
 from pipelines.specs.pipeline import PipelineSpec
 from pipelines.specs.pretrain import PretrainSpec
+from pipelines.specs.probe import ProbeSpec
 from pipelines.specs.sweep import SweepSpec
 
 
@@ -61,7 +62,13 @@ JOB_KINDS: dict[str, JobKind] = {
             "pipelines.pipeline.driver:run_pipeline",
             "Ingest (if needed), pretrain, sweep and report as one MLflow parent run.",
         ),
+        JobKind(
+            "probe",
+            ProbeSpec,
+            "pipelines.probe.driver:run_probe",
+            "kNN and linear-probe accuracy of u and trunk features, pretrained vs random init.",
+        ),
     )
 }
 
-JobSpec = IngestSpec | PretrainSpec | SweepSpec | PipelineSpec
+JobSpec = IngestSpec | PretrainSpec | SweepSpec | PipelineSpec | ProbeSpec

@@ -40,7 +40,8 @@ def parse_progress(line: str) -> dict[str, Any] | None:
 def describe(record: dict[str, Any]) -> str:
     """`pretrain  step 120/800 (15%)  loss 2.31  selection_accuracy 0.41`"""
     done, total = record.get("done", 0), record.get("total")
-    unit = {"pretrain": "step", "sweep": "trials", "ingest": "images"}.get(record["stage"], "")
+    units = {"pretrain": "step", "sweep": "trials", "ingest": "images", "probe": "encoders"}
+    unit = units.get(record["stage"], "")
     count = f"{done}/{total} ({100 * done / total:.0f}%)" if total else f"{done}"
     figures = [
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
