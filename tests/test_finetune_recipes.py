@@ -31,13 +31,7 @@ CPU = torch.device("cpu")
 LABELED = list(range(32))  # 2 steps an epoch at batch 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One thread: the box is shared, and these models are tiny."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

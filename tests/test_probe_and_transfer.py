@@ -24,14 +24,7 @@ from pipelines.sweep.finetune import FinetuneConfig, finetune
 from pipelines.sweep.weights_source import resolve_weights
 from tests.supervised_encoder import write_digit_folder, write_supervised_encoder
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One thread: on the shared 2-core box two threads ran these steps 4x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
