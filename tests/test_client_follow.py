@@ -45,3 +45,26 @@ def test_logs_follow_prints_one_sentence(plain_service, extra: list[str]) -> Non
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr
     assert "nosuchjob" in out.stderr and "404" in out.stderr
+
+
+def test_a_long_status_is_one_line_in_a_pipe_and_keeps_the_last_monitor_reading() -> None:
+    """Without a terminal rich wraps at 80 columns: `make demo` in CI printed `last` and its
+    value on two lines. The pretraining line carries the monitor's last reading."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from pipelines.specs.names import PROGRESS_MARKER
+    from services.client.job_view import JobView, print_status
+
+    view = JobView()
+    record = {"stage": "pretrain", "done": 300, "total": 496, "loss": 0.76,
+              "selection_accuracy": 0.65, "knn_u": 0.61, "knn_trunk": 0.72,
+              "linear_u": 0.7, "linear_trunk": 0.8}  # fmt: skip
+    view.feed(f"(RayTrainWorker pid=1) {PROGRESS_MARKER}{json.dumps(record)}\n")
+    out = io.StringIO()
+    print_status(Console(file=out, width=80, force_terminal=False), view)
+    printed = out.getvalue()
+    assert printed.count("\n") == 1 and len(printed) > 100, printed
+    assert "knn_u 0.61" in printed and "linear_trunk 0.8" in printed

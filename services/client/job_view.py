@@ -86,20 +86,32 @@ class JobView:
         return f"[{clock}] {body}"
 
 
+def print_status(console: Console, view: JobView) -> None:
+    """The status as one printed line, however long (rich wraps at 80 columns without a
+    terminal: a figure cut in two in a CI log or a pipe)."""
+    console.print(view.status(), highlight=False, markup=False, soft_wrap=True)
+
+
+def _line(view: JobView) -> Text:
+    """The live line on a terminal: one row, cut with an ellipsis rather than wrapped (a
+    wrapped live line leaves its first rows behind as it redraws)."""
+    return Text(view.status(), no_wrap=True, overflow="ellipsis")
+
+
 def follow_live(client: SelfieClient, job_id: str, console: Console) -> JobView:
     """Follow a job's log until it ends, showing the live view; return what was seen."""
     view = JobView()
     last_plain = 0.0
-    with Live(Text(view.status()), console=console, transient=True, auto_refresh=False) as live:
+    with Live(_line(view), console=console, transient=True, auto_refresh=False) as live:
         for chunk in client.follow_logs(job_id):
             for line in view.feed(chunk):
                 console.print(line, highlight=False, markup=False)
             if console.is_terminal:
-                live.update(Text(view.status()), refresh=True)
+                live.update(_line(view), refresh=True)
             elif time.monotonic() - last_plain > PLAIN_EVERY_S:
-                console.print(view.status(), highlight=False, markup=False)
+                print_status(console, view)
                 last_plain = time.monotonic()
-    console.print(view.status(), highlight=False, markup=False)
+    print_status(console, view)
     job = client.job(job_id)
     if job.state != "SUCCEEDED" and view.tail:
         console.print(f"job {job.state}; the last lines of its log:", highlight=False)
