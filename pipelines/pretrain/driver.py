@@ -101,7 +101,11 @@ def _train(plan: PretrainPlan, settings: Settings, run: TrackedRun, storage: str
         ),
     )
     with restore_sigint():  # Ray Train leaves its own SIGINT handler installed
-        result = trainer.fit()
+        try:
+            result = trainer.fit()
+        except KeyboardInterrupt:
+            trainer.wait_for_abort()  # workers stopped, nothing of the run left running
+            raise
     stopped_at = int((result.metrics or {}).get("step", 0))
     if stopped_at < plan.total_steps:
         # A run aborted from outside (`fit()` returns without an error before the last

@@ -15,8 +15,9 @@ Train: Ray Train installs its own SIGINT handler for a run (and leaves it instal
 abort and waits for the answer from inside `fit()`'s own wait; the controller dies answering,
 and the process exits at once with status 1 (a `SystemExit` raised in `ray.get`), its MLflow
 run left RUNNING. `interruptible_trainer` replaces that handler: it asks for the abort without
-waiting and raises `KeyboardInterrupt`, so Ctrl+C stops a pretraining as it stops anything
-else (the last checkpoint kept for `--resume`).
+waiting and raises `KeyboardInterrupt`, so Ctrl+C (or a cancel's SIGTERM) stops a
+pretraining as it stops anything else (the last checkpoint kept for `--resume`); the driver
+then waits for the abort to finish before the job exits.
 
 SIGTERM: how a job is cancelled over REST (Ray Jobs' stop sends it to the entrypoint's
 process group; the local backend too). `sigterm_as_ctrl_c` makes it the same interruption as
@@ -31,7 +32,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from pipelines.specs.errors import Interrupted
 
@@ -98,8 +99,8 @@ class _Sigterm:
             return
         self.received = True
         handler = signal.getsignal(signal.SIGINT)
-        if isinstance(handler, _Watch):
-            handler(signal.SIGINT, frame)
+        if isinstance(handler, (_Watch, _AbortTrain)):
+            handler(signal.SIGINT, frame)  # Tune's graceful stop; Train's abort, then raise
             return
         raise KeyboardInterrupt
 
@@ -138,17 +139,47 @@ def keep_sigterm() -> Iterator[None]:
         yield
 
 
+class _AbortTrain:
+    """SIGINT's handler while a Ray Train run is in `fit()` (and SIGTERM's, through
+    `_Sigterm`): ask the run's controller to abort, without waiting, and interrupt `fit()`."""
+
+    def __init__(self, controller) -> None:
+        self.controller = controller
+        self.aborting = None  # the abort call's reference, once asked
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.aborting is None:
+            self.aborting = self.controller.abort.remote()
+        raise KeyboardInterrupt
+
+    def wait(self, timeout_s: float) -> None:
+        """Until the abort is done: the workers stopped and Ray Train's own clean-up actors
+        told to stop (a process that exits before then leaves them polling a vanishing
+        cluster, printing tracebacks). The controller exits as it answers."""
+        if self.aborting is None:
+            return
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        with suppress(RayActorError, GetTimeoutError):
+            ray.get(self.aborting, timeout=timeout_s)
+
+
 def interruptible_trainer(trainer_cls: type) -> type:
     """`trainer_cls` (a Ray Train trainer) whose Ctrl+C handler interrupts `fit()` with
-    `KeyboardInterrupt` after asking the controller to abort (see the module's doc)."""
+    `KeyboardInterrupt` after asking the controller to abort (see the module's doc);
+    `wait_for_abort()` then waits for that abort to finish."""
 
     class Interruptible(trainer_cls):
-        def _register_sigint_handler(self, controller) -> None:  # Ray Train's hook
-            def interrupt(signum: int, frame: object) -> None:
-                controller.abort.remote()  # stop the workers; no wait: we are in fit's wait
-                raise KeyboardInterrupt
+        _interrupt: _AbortTrain | None = None
 
-            signal.signal(signal.SIGINT, interrupt)
+        def _register_sigint_handler(self, controller) -> None:  # Ray Train's hook
+            self._interrupt = _AbortTrain(controller)
+            signal.signal(signal.SIGINT, self._interrupt)
+
+        def wait_for_abort(self, timeout_s: float = 60.0) -> None:
+            if self._interrupt is not None:
+                self._interrupt.wait(timeout_s)
 
     Interruptible.__name__ = Interruptible.__qualname__ = f"Interruptible{trainer_cls.__name__}"
     return Interruptible
