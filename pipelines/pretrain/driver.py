@@ -106,8 +106,8 @@ def _train(plan: PretrainPlan, settings: Settings, run: TrackedRun, storage: str
         except KeyboardInterrupt:
             trainer.wait_for_abort()  # workers stopped, nothing of the run left running
             raise
-    stopped_at = int((result.metrics or {}).get("step", 0))
-    if stopped_at < plan.total_steps:
+    stopped_at = (result.metrics or {}).get("step")
+    if stopped_at is not None and int(stopped_at) < plan.total_steps:
         # A run aborted from outside (`fit()` returns without an error before the last
         # step) is an interruption too: never a partial encoder saved and registered.
         log.warning("pretraining %r stopped at step %d of %d", name, stopped_at, plan.total_steps)
