@@ -10,6 +10,14 @@ import torch
 # Keep CPU tests predictable on the 2-core CI box.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+# Ray Train's controller, for every run of the session (the drivers and jobs the tests start
+# inherit these): look at the workers every 0.5 s instead of 2, so a finished run of a few
+# steps is noticed in half a second rather than up to four (measured: 4.8 -> 0.6-1.3 s from
+# the last report to `fit()` returning); and no preemption watcher actor (one more process
+# per run, polling for the spot-node preemption a test box never has).
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
