@@ -49,11 +49,13 @@ def main() -> None:
             by_epoch = {r["epoch"]: r["val_accuracy"] for r in rows}
             cell = rows[-1]["config"]["cell"]
             arm = cell["init"] if cell.get("pretrain_seed") is None else "selfie"
-            key = (cell["encoder"], arm, float(cell["fraction"]))
+            # Trials of sweeps run before the rename name the architecture `encoder`.
+            arch = cell.get("architecture", cell.get("encoder"))
+            key = (arch, arm, float(cell["fraction"]))
             gains[key].append(tail_gain([by_epoch[e] for e in sorted(by_epoch)]))
-    for (encoder, arm, fraction), values in sorted(gains.items()):
+    for (arch, arm, fraction), values in sorted(gains.items()):
         line = {
-            "architecture": encoder,
+            "architecture": arch,
             "init": arm,
             "fraction": fraction,
             "trials": len(values),

@@ -90,7 +90,7 @@ def augment(images: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tens
 def build(args) -> torch.nn.Module:
     from selfie_core import presets
     from selfie_core.config import SelfieConfig
-    from selfie_core.finetune_encoders import build_encoder
+    from selfie_core.finetune_networks import build_finetune_network
 
     base = presets.get_preset(args.preset)
     changes = {}
@@ -105,7 +105,7 @@ def build(args) -> torch.nn.Module:
     preset = dataclasses.replace(base, name=base.name, **changes)
     presets.PRESETS[args.preset] = preset  # the config looks the preset up by name
     torch.manual_seed(args.seed)
-    return build_encoder("hybrid", SelfieConfig(preset=args.preset, image_size=32), 10)
+    return build_finetune_network("hybrid", SelfieConfig(preset=args.preset, image_size=32), 10)
 
 
 @torch.no_grad()

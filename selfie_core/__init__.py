@@ -10,10 +10,11 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "ENCODER_KINDS": "selfie_core.finetune_encoders",
-    "HybridClassifier": "selfie_core.finetune_encoders",
-    "ResNet50Classifier": "selfie_core.finetune_encoders",
-    "build_encoder": "selfie_core.finetune_encoders",
+    "ARCHITECTURES": "selfie_core.finetune_networks",
+    "FinetuneArchitecture": "selfie_core.finetune_networks",
+    "HybridClassifier": "selfie_core.finetune_networks",
+    "ResNet50Classifier": "selfie_core.finetune_networks",
+    "build_finetune_network": "selfie_core.finetune_networks",
     "PatchMask": "selfie_core.masking",
     "sample_masks": "selfie_core.masking",
     "PRESETS": "selfie_core.presets",

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from selfie_core.config import SelfieConfig
-from selfie_core.finetune_encoders import HybridClassifier, ResNet50Classifier
+from selfie_core.finetune_networks import HybridClassifier, ResNet50Classifier
 
 # Pretrained-state prefix -> encoder prefix, per encoder class.
 _PREFIXES: dict[type[nn.Module], dict[str, str]] = {

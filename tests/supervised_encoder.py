@@ -18,7 +18,7 @@ from selfie_core import ResNet50Classifier, SelfieConfig, SelfieModel
 
 
 def write_supervised_encoder(data: ShardData, path: Path, *, steps: int, seed: int = 0) -> Path:
-    """Train the ResNet-50-style encoder with labels for `steps` steps on the whole training
+    """Train the resnet50 finetune network with labels for `steps` steps on the whole training
     split, then save its trunk as P of a Selfie model (A left at its random init) in the
     encoder-file format sweeps load."""
     config = SelfieConfig(preset="tiny", image_size=data.manifest.image_size or 32)

@@ -14,7 +14,7 @@ from torch import nn
 from pipelines.training.steps import pretrain_step_lean
 from selfie_core import PRESETS, SelfieConfig, SelfieModel
 from selfie_core.attention_pool import AttentionPool
-from selfie_core.finetune_encoders import build_encoder
+from selfie_core.finetune_networks import build_finetune_network
 from selfie_core.patches import PatchGrid
 
 
@@ -69,7 +69,7 @@ def test_finetune_steps_with_two_threads_give_identical_weights(kind: str) -> No
         optimizer.step()
 
     with threads(2):
-        different = _train_twice(lambda: build_encoder(kind, SelfieConfig(), 10), step)
+        different = _train_twice(lambda: build_finetune_network(kind, SelfieConfig(), 10), step)
     assert not different, f"differ run to run: {different}"
 
 

@@ -30,7 +30,7 @@ def data(tmp_path_factory) -> ShardData:
 
 def _cfg(**kw) -> FinetuneConfig:
     base = dict(
-        encoder="resnet50", init="scratch", lr=1e-2, weight_decay=0.05, epochs=4,
+        architecture="resnet50", init="scratch", lr=1e-2, weight_decay=0.05, epochs=4,
         batch_size=32, min_steps_per_epoch=5, warmup_epochs=1, seed=0,
     )  # fmt: skip
     base.update(kw)
@@ -88,11 +88,11 @@ def test_selfie_init_copies_the_encoder(kind: str) -> None:
         for p in pretrained.parameters():
             p.add_(1.0)
     encoder = EncoderFile(config, pretrained.state_dict(), manifest_digest="x", step=1)
-    model = build_model(_cfg(encoder=kind, init="selfie"), config, 4, encoder)
+    model = build_model(_cfg(architecture=kind, init="selfie"), config, 4, encoder)
     src = pretrained.patch_network.trunk.stem[0].weight
     dst = (model.trunk if kind == "resnet50" else model.patch_network.trunk).stem[0].weight
     assert torch.equal(src, dst)
-    scratch = build_model(_cfg(encoder=kind), config, 4, None)
+    scratch = build_model(_cfg(architecture=kind), config, 4, None)
     s_dst = (scratch.trunk if kind == "resnet50" else scratch.patch_network.trunk).stem[0].weight
     assert not torch.equal(src, s_dst)
 
@@ -147,7 +147,7 @@ def test_one_trial_setup_serves_the_epochs_and_the_test(data: ShardData) -> None
 
     sweep = SweepSpec(data=str(data.data_dir), inits=["scratch"], epochs=1, batch_size=32,
                       min_steps_per_epoch=2, min_steps=0, loader_workers=0)  # fmt: skip
-    config = {"encoder": "resnet50", "init": "scratch", "lr": 1e-2, "weight_decay": 0.05,
+    config = {"architecture": "resnet50", "init": "scratch", "lr": 1e-2, "weight_decay": 0.05,
               "seed": 0}  # fmt: skip
     threads = torch.get_num_threads()
     try:
@@ -190,7 +190,7 @@ def test_a_trial_asked_to_compile_trains_compiled_and_keeps_plain_weights(
     from pipelines.sweep.trial_setup import finetune_config
     from pipelines.training.compile import is_compiled, resolve_compile
 
-    config = {"encoder": "resnet50", "init": "scratch", "lr": 1e-2, "weight_decay": 0.05,
+    config = {"architecture": "resnet50", "init": "scratch", "lr": 1e-2, "weight_decay": 0.05,
               "seed": 0}  # fmt: skip
     spec = SweepSpec(data=str(data.data_dir), inits=["scratch"], compile=True)
     assert finetune_config(spec, config).compile is True

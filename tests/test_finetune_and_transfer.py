@@ -7,7 +7,7 @@ from selfie_core import (
     SelfieConfig,
     SelfieModel,
     WeightTransferError,
-    build_encoder,
+    build_finetune_network,
     transfer_pretrained,
 )
 
@@ -16,7 +16,7 @@ from selfie_core import (
 @pytest.mark.parametrize("size", [32, 224])
 def test_encoders_classify(kind: str, size: int) -> None:
     cfg = SelfieConfig(preset="tiny", image_size=size)
-    enc = build_encoder(kind, cfg, num_classes=10)
+    enc = build_finetune_network(kind, cfg, num_classes=10)
     assert enc(torch.randn(2, 3, size, size)).shape == (2, 10)
 
 

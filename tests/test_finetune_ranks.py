@@ -32,7 +32,7 @@ def _rank(rank: int, port: int, data_dir: str, out_dir: str) -> None:
     torch.distributed.init_process_group("gloo", rank=rank, world_size=WORLD)
     torch.set_num_threads(1)
     cfg = FinetuneConfig(
-        encoder="resnet50", init="scratch", lr=1e-2, weight_decay=0.05, epochs=5,
+        architecture="resnet50", init="scratch", lr=1e-2, weight_decay=0.05, epochs=5,
         batch_size=8, min_steps_per_epoch=2, warmup_epochs=0, seed=0, patience=1,
     )  # fmt: skip
     results = finetune(

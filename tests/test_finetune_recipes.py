@@ -54,7 +54,7 @@ def weights() -> EncoderFile:
 
 def _cfg(**kw) -> FinetuneConfig:
     base = dict(
-        encoder="resnet50", init="scratch", lr=1e-2, weight_decay=0.05, epochs=2,
+        architecture="resnet50", init="scratch", lr=1e-2, weight_decay=0.05, epochs=2,
         batch_size=16, min_steps_per_epoch=2, warmup_epochs=0, seed=0,
     )  # fmt: skip
     return FinetuneConfig(**(base | kw))
@@ -98,7 +98,7 @@ def _loop(monkeypatch, cfg: FinetuneConfig, data: ShardData, weights=None):
 def test_linear_mode_trains_the_head_alone_and_keeps_batchnorm_statistics(
     kind: str, data: ShardData, monkeypatch
 ) -> None:
-    cfg = _cfg(encoder=kind, finetune_mode="linear")
+    cfg = _cfg(architecture=kind, finetune_mode="linear")
     start = _start(cfg, data)
     model, epochs = _loop(monkeypatch, cfg, data)
     assert len(list(epochs)) == 1  # the second and last epoch
@@ -137,14 +137,14 @@ def test_lp_ft_wraps_again_when_the_encoder_thaws(data: ShardData) -> None:
 
 def test_pretrained_layers_get_their_own_learning_rate(weights: EncoderFile) -> None:
     config, scale = SelfieConfig(), 0.1
-    cfg = _cfg(encoder="hybrid", init="selfie", pretrained_lr_scale=scale)
+    cfg = _cfg(architecture="hybrid", init="selfie", pretrained_lr_scale=scale)
     selfie = build_model(cfg, config, 4, weights)
     copied = transfer_pretrained(
         selfie, weights.state_dict, pretrained_config=config, encoder_config=config
     )
     scales = pretrained_lr_scales(cfg, selfie)
     assert set(scales) == {n for n, _ in selfie.named_parameters() if n in copied}
-    scratch_cfg = _cfg(encoder="hybrid", pretrained_lr_scale=scale)
+    scratch_cfg = _cfg(architecture="hybrid", pretrained_lr_scale=scale)
     scratch = build_model(scratch_cfg, config, 4, None)
     assert set(pretrained_lr_scales(scratch_cfg, scratch)) == set(scales)  # the same layers
     optim = OptimSpec(lr=1e-2, weight_decay=0.05, warmup_steps=4, min_lr_ratio=0.0)
@@ -167,7 +167,7 @@ def test_pretrained_layers_get_their_own_learning_rate(weights: EncoderFile) -> 
 def test_a_tiny_pretrained_scale_leaves_the_pretrained_layers_nearly_still(
     data: ShardData, weights: EncoderFile, monkeypatch
 ) -> None:
-    cfg = _cfg(encoder="hybrid", init="selfie", epochs=1, pretrained_lr_scale=1e-6)
+    cfg = _cfg(architecture="hybrid", init="selfie", epochs=1, pretrained_lr_scale=1e-6)
     start = dict(_start(cfg, data, weights).named_parameters())
     model, _ = _loop(monkeypatch, cfg, data, weights)
     copied = set(pretrained_names(model))
@@ -178,9 +178,9 @@ def test_a_tiny_pretrained_scale_leaves_the_pretrained_layers_nearly_still(
 
 def test_reinit_attention_keeps_p_and_starts_a_afresh(weights: EncoderFile) -> None:
     config = SelfieConfig()
-    cfg = _cfg(encoder="hybrid", init="selfie", reinit_attention=True)
+    cfg = _cfg(architecture="hybrid", init="selfie", reinit_attention=True)
     model = build_model(cfg, config, 4, weights)
-    scratch = build_model(_cfg(encoder="hybrid"), config, 4, None)
+    scratch = build_model(_cfg(architecture="hybrid"), config, 4, None)
     state, pre = model.state_dict(), weights.state_dict
     p_names = [n for n in state if n.startswith("patch_network.")]
     a_names = [n for n in state if n.startswith("attention_pool.")]
@@ -189,7 +189,7 @@ def test_reinit_attention_keeps_p_and_starts_a_afresh(weights: EncoderFile) -> N
     assert not any(torch.equal(state[n], pre[n]) for n in a_names if pre[n].is_floating_point())
     assert all(torch.equal(state[n], scratch.state_dict()[n]) for n in a_names)
     assert set(pretrained_names(model, reinit_attention=True)) == set(p_names)
-    kept = build_model(_cfg(encoder="hybrid", init="selfie"), config, 4, weights)
+    kept = build_model(_cfg(architecture="hybrid", init="selfie"), config, 4, weights)
     assert torch.equal(kept.attention_pool.u0, pre["attention_pool.u0"])
 
 
@@ -212,7 +212,13 @@ def test_the_recipe_reaches_the_trial_from_flags_yaml_and_rest() -> None:
         "finetune_mode": "full", "pretrained_lr_scale": 0.1, "lp_ft_epochs": 3,
         "reinit_attention": True,
     }  # fmt: skip
-    trial = {"encoder": "hybrid", "init": "scratch", "lr": 1e-3, "weight_decay": 0.0, "seed": 1}
+    trial = {
+        "architecture": "hybrid",
+        "init": "scratch",
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "seed": 1,
+    }
     cfg = finetune_config(spec, trial)
     assert (cfg.pretrained_lr_scale, cfg.lp_ft_epochs, cfg.reinit_attention) == (0.1, 3, True)
     assert spec.model_dump()["pretrained_lr_scale"] == 0.1  # the sweep run's params
@@ -257,8 +263,8 @@ def test_trial_runs_carry_the_recipe(tmp_path) -> None:
     parent = client.create_run(experiment).info.run_id
     spec = SweepSpec(data="d", inits=["scratch"], lp_ft_epochs=2, pretrained_lr_scale=0.5)
     callback = MlflowTrialRuns(uri, experiment, parent, 1, spec.recipe())
-    cell = {"encoder": "hybrid", "init": "scratch", "fraction": 0.1, "seed": 0}
+    cell = {"architecture": "hybrid", "init": "scratch", "fraction": 0.1, "seed": 0}
     trial = SimpleNamespace(trial_id="t1", config={CELL_KEY: cell, "lr": 0.1, "weight_decay": 0})
     params = client.get_run(callback._run_for(trial)).data.params
     assert params["lp_ft_epochs"] == "2" and params["pretrained_lr_scale"] == "0.5"
-    assert params["finetune_mode"] == "full" and params["encoder"] == "hybrid"
+    assert params["finetune_mode"] == "full" and params["architecture"] == "hybrid"

@@ -48,7 +48,7 @@ def supervised(digits: ShardData, tmp_path_factory) -> Path:
 
 
 def _best_val(init: str, digits: ShardData, encoder_path: Path | None, seed: int) -> float:
-    """Finetune the ResNet-50-style encoder as a sweep trial does, at 3-4 labels a class."""
+    """Finetune the resnet50 architecture as a sweep trial does, at 3-4 labels a class."""
     settings = Settings()
     encoder = (
         resolve_weights(FileWeights(path=str(encoder_path)), settings) if encoder_path else None
@@ -56,7 +56,7 @@ def _best_val(init: str, digits: ShardData, encoder_path: Path | None, seed: int
     model_config = encoder.weights.config if encoder else None
     indices = labeled_positions(digits.labels("train"), 0.05, seed=seed)
     cfg = FinetuneConfig(
-        encoder="resnet50", init=init, lr=2e-3, weight_decay=0.05, epochs=3, batch_size=32,
+        architecture="resnet50", init=init, lr=2e-3, weight_decay=0.05, epochs=3, batch_size=32,
         min_steps_per_epoch=20, warmup_epochs=0, seed=seed,
     )  # fmt: skip
     from selfie_core import SelfieConfig

@@ -145,7 +145,7 @@ def test_csv_json_roundtrip_and_plot(tmp_path: Path) -> None:
     cells = _cells()
     rows = summarize(cells, 3)
     csv_text = to_csv(rows)
-    assert csv_text.splitlines()[0].startswith("encoder,fraction,scratch_mean")
+    assert csv_text.splitlines()[0].startswith("architecture,fraction,scratch_mean")
     assert "0:0.05;1:0.07;2:0.03" in csv_text  # per-seed paired differences
     assert cells_from_json(to_json(rows, cells)) == cells
     md = write_report(cells, 3, tmp_path)
@@ -162,6 +162,7 @@ def test_old_results_json_without_new_fields_still_loads() -> None:
                       "status": "ok", "test_accuracy": 0.5, "val_accuracy": None, "lr": None,
                       "weight_decay": None, "trial_id": None}]}  # fmt: skip
     (cell,) = cells_from_json(json.dumps(old))
+    assert cell.architecture == "hybrid"  # the field was called `encoder` then
     assert cell.best_epoch is None and not cell.under_trained
 
 
@@ -240,7 +241,7 @@ def test_select_and_test_fills_the_cell_details(monkeypatch) -> None:
 
     def trial(init, lr, val, pseed=None, epoch=10, best=10, checkpoint=True):
         # Tune's config as the driver builds it: the cell, then the setting beside it.
-        cell = dict(encoder="hybrid", init=init, pretrain_seed=pseed, fraction=1.0, seed=0)
+        cell = dict(architecture="hybrid", init=init, pretrain_seed=pseed, fraction=1.0, seed=0)
         config = {CELL_KEY: cell, SETTING_KEY: {"lr": lr, "weight_decay": 0.0}}
         metrics = dict(best_val_accuracy=val, epoch=epoch, best_epoch=best, epochs_budget=10,
                        steps_per_epoch=63, trial_id=f"t{lr}{pseed}")  # fmt: skip

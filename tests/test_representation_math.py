@@ -74,7 +74,7 @@ def _trained_looking(cfg: SelfieConfig) -> SelfieModel:
     return model.eval()
 
 
-def test_u_is_the_hybrid_encoders_summary() -> None:
+def test_u_is_the_hybrid_networks_summary() -> None:
     cfg = SelfieConfig(preset="tiny")
     model = _trained_looking(cfg)
     hybrid = HybridClassifier(cfg, 10)
@@ -88,7 +88,7 @@ def test_u_is_the_hybrid_encoders_summary() -> None:
     torch.testing.assert_close(u, seen["u"])
 
 
-def test_trunk_features_are_the_resnet50_encoders_stage3() -> None:
+def test_trunk_features_are_the_resnet50_networks_stage3() -> None:
     cfg = SelfieConfig(preset="tiny")
     model = _trained_looking(cfg)
     resnet = ResNet50Classifier(cfg, 10)

@@ -85,9 +85,10 @@ def test_replicates_train_the_setting_their_search_chose() -> None:
 
 
 def test_trial_params_flattens_the_cell() -> None:
-    flat = trial_params({CELL_KEY: {"encoder": "hybrid", "seed": 1}, "lr": 0.1})
-    assert flat == {"encoder": "hybrid", "seed": 1, "lr": 0.1}
-    assert trial_params({"encoder": "resnet50", "lr": 0.1}) == {"encoder": "resnet50", "lr": 0.1}
+    flat = trial_params({CELL_KEY: {"architecture": "hybrid", "seed": 1}, "lr": 0.1})
+    assert flat == {"architecture": "hybrid", "seed": 1, "lr": 0.1}
+    plain = {"architecture": "resnet50", "lr": 0.1}
+    assert trial_params(plain) == plain
 
 
 def test_one_weights_reference_is_a_list_of_one_and_selfie_needs_one() -> None:
@@ -114,11 +115,30 @@ def test_random_draws_are_seeded_and_the_same_for_every_cell() -> None:
 def test_a_selfie_config_without_weights_index_is_refused_in_one_sentence() -> None:
     """Trial configs of sweeps saved by an older version carried no index: resuming one is
     refused with what to do, not a guess and not a traceback."""
-    old = {"encoder": "hybrid", "init": "selfie", "fraction": 0.05, "seed": 0, "lr": 1e-3}
+    old = {"architecture": "hybrid", "init": "selfie", "fraction": 0.05, "seed": 0, "lr": 1e-3}
     with pytest.raises(SpecError, match="run the sweep again without resume"):
         cell_of(old)
     assert cell_of(old | {"pretrain_seed": 1}) == Cell("hybrid", "selfie", 1, 0.05, 0)
     assert cell_of(old | {"init": "scratch"}).pretrain_seed is None
+
+
+def test_a_config_naming_the_architecture_encoder_is_refused_in_one_sentence() -> None:
+    """Trial configs of sweeps saved before the finetuned network's kind was called its
+    architecture name it `encoder`: resuming one is refused in one sentence, in the trial
+    (its finetune config) and in the driver (its cell) alike."""
+    from pipelines.sweep.trial_setup import finetune_config  # torch: only this test
+
+    old = {"encoder": "hybrid", "init": "scratch", "fraction": 0.05, "seed": 0, "lr": 1e-3}
+    with pytest.raises(SpecError) as refused:
+        cell_of(old)
+    assert str(refused.value) == (
+        "this sweep's saved trials name no architecture (they were saved by an older "
+        "version): run the sweep again without resume"
+    )
+    with pytest.raises(SpecError, match="name no architecture"):
+        finetune_config(SweepSpec(data="d", inits=["scratch"]), old | {"weight_decay": 0.0})
+    new = {"architecture": "hybrid"} | {k: v for k, v in old.items() if k != "encoder"}
+    assert cell_of(new) == Cell("hybrid", "scratch", None, 0.05, 0)
 
 
 def test_the_search_seed_changes_the_draws() -> None:

@@ -18,7 +18,7 @@ from pipelines.training.steps import (
     pretrain_step_lean,
 )
 from selfie_core.config import SelfieConfig
-from selfie_core.finetune_encoders import build_encoder
+from selfie_core.finetune_networks import build_finetune_network
 from selfie_core.selection_loss import selection_loss, selection_loss_reference
 from selfie_core.selfie_model import SelfieModel
 
@@ -87,8 +87,8 @@ def bench_model(
             "selfie_total": _count(model),
             "patch_network": _count(model.patch_network),
             "attention_pool": _count(model.attention_pool),
-            "resnet50_encoder": _count(build_encoder("resnet50", config, 10)),
-            "hybrid_encoder": _count(build_encoder("hybrid", config, 10)),
+            "resnet50_finetune": _count(build_finetune_network("resnet50", config, 10)),
+            "hybrid_finetune": _count(build_finetune_network("hybrid", config, 10)),
         },
     }
 

@@ -1,4 +1,4 @@
-"""Accuracy and paired gain against labeled fraction, one line per encoder and init (PNG).
+"""Accuracy and paired gain against labeled fraction, one line per architecture and init (PNG).
 
 The x axis is logarithmic but labelled with the fractions themselves (2%, 5%, ...); the gain
 panel draws each point's 95% interval of the paired per-seed differences.
@@ -24,9 +24,9 @@ def plot_results(rows: list[TableRow], path: Path) -> Path:
 
     fig, (ax_acc, ax_gain) = plt.subplots(1, 2, figsize=(10, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, encoder in enumerate(sorted({r.encoder for r in rows})):
-        color = colors[k % len(colors)]  # one colour per encoder in both panels
-        mine = sorted((r for r in rows if r.encoder == encoder), key=lambda r: r.fraction)
+    for k, arch in enumerate(sorted({r.architecture for r in rows})):
+        color = colors[k % len(colors)]  # one colour per architecture in both panels
+        mine = sorted((r for r in rows if r.architecture == arch), key=lambda r: r.fraction)
         x = [100 * r.fraction for r in mine]
         for init, style in (("scratch", "--"), ("selfie", "-")):  # dashed: from scratch
             stats = [getattr(r, init) for r in mine]
@@ -40,7 +40,7 @@ def plot_results(rows: list[TableRow], path: Path) -> Path:
                     color=color,
                     marker="o",
                     capsize=3,
-                    label=f"{encoder} {init}",
+                    label=f"{arch} {init}",
                 )
         gains = [(xi, r.paired) for xi, r in zip(x, mine, strict=True) if r.paired.n]
         if gains:
@@ -54,7 +54,7 @@ def plot_results(rows: list[TableRow], path: Path) -> Path:
                 color=color,
                 marker="o",
                 capsize=3,
-                label=f"{encoder} (95% CI)",
+                label=f"{arch} (95% CI)",
             )
     fractions = sorted({r.fraction for r in rows})
     for ax in (ax_acc, ax_gain):

@@ -1,8 +1,8 @@
-"""Fraction x {scratch, selfie, paired Δ} per finetune encoder, with per-seed values kept.
+"""Fraction x {scratch, selfie, paired Δ} per finetuned architecture, with per-seed values kept.
 
 Accuracy cells are mean ± std over finetune seeds. Δ is **paired**: both inits of a seed
 finetune on the same labeled subset, so the gain is computed per seed (selfie - scratch, same
-encoder, fraction and seed) and the table reports the mean ± std of those differences with a
+architecture, fraction and seed) and the table reports the mean ± std of those differences with a
 95% Student-t interval (n - 1 degrees of freedom; none for n = 1). A Δ whose interval
 excludes 0 is marked `*`.
 
@@ -53,7 +53,7 @@ def t_quantile_975(dof: int) -> float:
 
 @dataclass
 class CellResult:
-    """One (encoder, init, fraction, seed[, pretraining seed]): the best-validation trial and
+    """One (architecture, init, fraction, seed[, pretraining seed]): the best-validation trial and
     its test accuracy.
 
     `best_epoch` is the epoch validation chose, `epochs_run` how many the trial ran and
@@ -62,7 +62,7 @@ class CellResult:
     the pretrained encoders of a selfie cell apart (None for scratch).
     """
 
-    encoder: str
+    architecture: str
     init: str
     fraction: float
     seed: int
@@ -155,7 +155,7 @@ class Paired:
 
 @dataclass
 class TableRow:
-    encoder: str
+    architecture: str
     fraction: float
     scratch: Stat
     selfie: Stat
@@ -182,13 +182,13 @@ def _ok(cell: CellResult) -> bool:
 
 
 def summarize(cells: list[CellResult], seeds_asked: int) -> list[TableRow]:
-    """Every (encoder, fraction) row; an init the sweep never asked for reads "not run",
+    """Every (architecture, fraction) row; an init the sweep never asked for reads "not run",
     one it asked for without a result "missing". Failed cells are listed, so they count."""
     inits_asked = {c.init for c in cells}
     rows = []
-    for encoder in sorted({c.encoder for c in cells}):
-        for fraction in sorted({c.fraction for c in cells if c.encoder == encoder}):
-            mine = [c for c in cells if c.encoder == encoder and c.fraction == fraction]
+    for arch in sorted({c.architecture for c in cells}):
+        for fraction in sorted({c.fraction for c in cells if c.architecture == arch}):
+            mine = [c for c in cells if c.architecture == arch and c.fraction == fraction]
             scratch = {c.seed: c.test_accuracy for c in mine if c.init == "scratch" and _ok(c)}
             by_seed: dict[int, list[float]] = {}
             for c in mine:
@@ -199,7 +199,7 @@ def summarize(cells: list[CellResult], seeds_asked: int) -> list[TableRow]:
             diffs = {s: selfie[s] - scratch[s] for s in sorted(selfie) if s in scratch}
             rows.append(
                 TableRow(
-                    encoder,
+                    arch,
                     fraction,
                     _stat(scratch, seeds_asked if "scratch" in inits_asked else 0),  # type: ignore[arg-type]
                     _stat(selfie, seeds_asked if "selfie" in inits_asked else 0),
@@ -227,8 +227,8 @@ def _cell_line(r: TableRow, c: CellResult) -> str:
     lr = "—" if c.lr is None else f"{c.lr:g}"
     wd = "—" if c.weight_decay is None else f"{c.weight_decay:g}"
     return (
-        f"| {r.encoder} | {_fraction_text(r.fraction)} | {init} | {c.seed} | {pct(c.test_accuracy)}"
-        f" | {pct(c.val_accuracy)} | {lr} | {wd} | {epoch} | {note} |"
+        f"| {r.architecture} | {_fraction_text(r.fraction)} | {init} | {c.seed} | "
+        f"{pct(c.test_accuracy)} | {pct(c.val_accuracy)} | {lr} | {wd} | {epoch} | {note} |"
     )
 
 
@@ -236,18 +236,18 @@ def to_markdown(
     rows: list[TableRow], title: str = "Test accuracy (%)", details: bool = True
 ) -> str:
     lines = [f"**{title}**, mean ± std over seeds", ""]
-    lines.append("| encoder | labeled | scratch | selfie | Δ paired [95% CI] |")
+    lines.append("| architecture | labeled | scratch | selfie | Δ paired [95% CI] |")
     lines.append("|---|---|---|---|---|")
     for r in rows:
         lines.append(
-            f"| {r.encoder} | {_fraction_text(r.fraction)} | {r.scratch.text()} | "
+            f"| {r.architecture} | {_fraction_text(r.fraction)} | {r.scratch.text()} | "
             f"{r.selfie.text()} | {r.paired.text()} |"
         )
     lines += [
         "",
-        "Δ: per seed, selfie - scratch on the same labeled subset (same encoder, fraction and "
-        "seed); mean ± std of those differences and their 95% Student-t interval (n - 1 dof). "
-        "`*`: the interval excludes 0.",
+        "Δ: per seed, selfie - scratch on the same labeled subset (same architecture, "
+        "fraction and seed); mean ± std of those differences and their 95% Student-t "
+        "interval (n - 1 dof). `*`: the interval excludes 0.",
     ]
     if any(r.pretrain_std is not None for r in rows):
         lines.append(
@@ -265,7 +265,8 @@ def to_markdown(
             "",
             "**Per cell**: the trial validation chose",
             "",
-            "| encoder | labeled | init | seed | test | val | lr | wd | best epoch/run | note |",
+            "| architecture | labeled | init | seed | test | val | lr | wd | best epoch/run "
+            "| note |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [_cell_line(r, c) for r in rows for c in r.cells]
@@ -282,7 +283,7 @@ def to_records(rows: list[TableRow]) -> list[dict]:
         ci = r.paired.interval
         records.append(
             {
-                "encoder": r.encoder,
+                "architecture": r.architecture,
                 "fraction": r.fraction,
                 "scratch_mean": r.scratch.mean,
                 "scratch_std": r.scratch.std,
@@ -310,7 +311,7 @@ def to_records(rows: list[TableRow]) -> list[dict]:
 def to_csv(rows: list[TableRow]) -> str:
     records = to_records(rows)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(records[0]) if records else ["encoder"])
+    writer = csv.DictWriter(buf, fieldnames=list(records[0]) if records else ["architecture"])
     writer.writeheader()
     writer.writerows(records)
     return buf.getvalue()
@@ -335,6 +336,11 @@ def to_json(rows: list[TableRow], cells: list[CellResult]) -> str:
 def cells_from_json(text: str) -> list[CellResult]:
     """Cells back from results.json (older files lack the newer fields: they default)."""
     known = {f.name for f in fields(CellResult)}
-    return [
-        CellResult(**{k: v for k, v in c.items() if k in known}) for c in json.loads(text)["cells"]
-    ]
+    cells = []
+    for c in json.loads(text)["cells"]:
+        if "architecture" not in c and "encoder" in c:
+            # results.json written before the finetuned network's kind was called its
+            # architecture names it `encoder`.
+            c = c | {"architecture": c["encoder"]}
+        cells.append(CellResult(**{k: v for k, v in c.items() if k in known}))
+    return cells

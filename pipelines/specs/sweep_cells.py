@@ -15,7 +15,7 @@ from pipelines.specs.sweep import SweepSpec
 
 @dataclass(frozen=True)
 class Cell:
-    encoder: str  # the finetune architecture (resnet50 | hybrid)
+    architecture: str  # the finetuned network (resnet50 | hybrid)
     init: str
     pretrain_seed: int | None  # index of the pretrained weights; None for scratch
     fraction: float
@@ -24,7 +24,7 @@ class Cell:
     @property
     def setting_key(self) -> tuple[str, str, float]:
         """The cells that share one searched setting under `first-seed`."""
-        return (self.encoder, self.init, self.fraction)
+        return (self.architecture, self.init, self.fraction)
 
     def config(self) -> dict[str, Any]:
         return asdict(self)

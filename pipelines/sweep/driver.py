@@ -1,7 +1,7 @@
 """The sweep driver: subsets, the MLflow parent run, the Tuner, test accuracy of each cell's
 best-validation trial, and the report.
 
-Test data is read once per (encoder, init, fraction, seed), for the trial and epoch that
+Test data is read once per (architecture, init, fraction, seed), for the trial and epoch that
 validation chose; nothing is selected on it.
 """
 
@@ -94,7 +94,7 @@ def select_and_test(results, spec: SweepSpec, model_config: dict) -> list[CellRe
     cells, pending = [], []
     for cell in all_cells(spec):
         done = [r for r in groups.get(cell, []) if _usable(r)]
-        key = (cell.encoder, cell.init, cell.fraction, cell.seed)
+        key = (cell.architecture, cell.init, cell.fraction, cell.seed)
         if not done:
             cells.append(CellResult(*key, status="failed", pretrain_seed=cell.pretrain_seed))
             continue

@@ -1,4 +1,4 @@
-"""Finetuning one encoder on one labeled subset: plain PyTorch, no Ray.
+"""Finetuning one architecture on one labeled subset: plain PyTorch, no Ray.
 
 The one epoch loop of every trial: `finetune` yields one `EpochResult` per epoch with the
 model state of the best validation epoch so far, in one process (the Tune trial, the tests)
@@ -29,13 +29,13 @@ from pipelines.training.compile import compiled_for
 from pipelines.training.optim import build_optimizer, build_scheduler
 from pipelines.training.steps import classify_step, evaluate_classifier, place, unwrap
 from selfie_core.config import SelfieConfig
-from selfie_core.finetune_encoders import EncoderKind, build_encoder
+from selfie_core.finetune_networks import FinetuneArchitecture, build_finetune_network
 from selfie_core.weight_transfer import pretrained_names, transfer_pretrained
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """One trial's recipe. `encoder` is the architecture finetuned (resnet50 | hybrid); the
+    """One trial's recipe. `architecture` is the network finetuned (resnet50 | hybrid); the
     pretrained weights a selfie trial starts from are its `weights`, passed beside it. The
     budget is the same for both inits of a cell.
 
@@ -53,7 +53,7 @@ class FinetuneConfig:
     `reinit_attention`: a selfie hybrid copies P but keeps A's fresh initialisation.
     """
 
-    encoder: EncoderKind
+    architecture: FinetuneArchitecture
     init: str  # "selfie" | "scratch"
     lr: float
     weight_decay: float
@@ -119,10 +119,10 @@ class Ranks:
 def build_model(
     cfg: FinetuneConfig, model_config: SelfieConfig, num_classes: int, weights: EncoderFile | None
 ) -> nn.Module:
-    """The same network (the `cfg.encoder` architecture) for both inits; `selfie` copies the
+    """The same network (the `cfg.architecture`) for both inits; `selfie` copies the
     pretrained P (and A, unless `cfg.reinit_attention`) from `weights` into it."""
     torch.manual_seed(cfg.seed)
-    model = build_encoder(cfg.encoder, model_config, num_classes)
+    model = build_finetune_network(cfg.architecture, model_config, num_classes)
     if cfg.init == "selfie":
         if weights is None:
             raise ValueError("init 'selfie' needs pretrained weights")
@@ -363,7 +363,7 @@ def evaluate_on_test(
     decode_on: torch.device | None = None,
 ) -> float:
     """Test accuracy of the model validation chose: the test split is read once, never to select."""
-    model = build_encoder(cfg.encoder, model_config, data.manifest.num_classes)
+    model = build_finetune_network(cfg.architecture, model_config, data.manifest.num_classes)
     model.load_state_dict(state)
     model = place(model, device)
     size = finetune_image_size(data.manifest, model_config)

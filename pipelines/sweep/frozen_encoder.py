@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from pipelines.training.steps import unwrap
-from selfie_core.finetune_encoders import HEAD
+from selfie_core.finetune_networks import HEAD
 
 
 def encoder_parts(model: nn.Module) -> list[nn.Module]:

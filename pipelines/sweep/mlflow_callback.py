@@ -11,7 +11,7 @@ from ray import tune
 
 from pipelines.runtime.progress import report_progress
 from pipelines.specs.names import PARENT_RUN_TAG, TRIAL_TAG
-from pipelines.sweep.trial_plan import trial_params
+from pipelines.sweep.trial_plan import architecture_of, trial_params
 
 LOGGED = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "best_val_accuracy")
 
@@ -22,7 +22,7 @@ def _arm(c: dict) -> str:
 
 
 def _label(c: dict) -> str:
-    return f"{c['encoder']}/{_arm(c)}@{c['fraction']:g}"
+    return f"{architecture_of(c)}/{_arm(c)}@{c['fraction']:g}"
 
 
 class MlflowTrialRuns(tune.Callback):
@@ -75,7 +75,8 @@ class MlflowTrialRuns(tune.Callback):
             self.client.update_run(run_id, status="RUNNING")
         else:
             c = trial_params(trial.config)
-            name = f"{c['encoder']}-{_arm(c)}-{c['fraction']:g}-s{c['seed']}-{trial.trial_id}"
+            arch = architecture_of(c)
+            name = f"{arch}-{_arm(c)}-{c['fraction']:g}-s{c['seed']}-{trial.trial_id}"
             run = self.client.create_run(
                 self.experiment_id,
                 run_name=name,

@@ -1,4 +1,4 @@
-"""The Tune trial: finetune one (encoder, init, fraction, seed, lr, weight decay) and report
+"""The Tune trial: finetune one (architecture, init, fraction, seed, lr, weight decay) and report
 validation accuracy each epoch, checkpointing the best-validation weights."""
 
 from __future__ import annotations

@@ -42,12 +42,19 @@ REPLICATE_PHASE = "replicates"
 
 
 def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A trial's Tune config as one flat dict: encoder, init, pretrain_seed, fraction, seed,
-    lr, weight_decay."""
+    """A trial's Tune config as one flat dict: architecture, init, pretrain_seed, fraction,
+    seed, lr, weight_decay."""
     flat = dict(config.get(CELL_KEY) or {})
     flat.update(config.get(SETTING_KEY) or {})
     flat.update({k: v for k, v in config.items() if k not in (CELL_KEY, SETTING_KEY)})
     return flat
+
+
+def _saved_by_an_older_version(what: str) -> SpecError:
+    return SpecError(
+        f"this sweep's saved trials {what} (they were saved by an older version): run the "
+        "sweep again without resume"
+    )
 
 
 def weights_index(params: Mapping[str, Any]) -> int | None:
@@ -57,16 +64,22 @@ def weights_index(params: Mapping[str, Any]) -> int | None:
     if params["init"] != "selfie":
         return None
     if params.get("pretrain_seed") is None:
-        raise SpecError(
-            "this sweep's saved trials name no pretrained weights (they were saved by an older "
-            "version): run the sweep again without resume"
-        )
+        raise _saved_by_an_older_version("name no pretrained weights")
     return int(params["pretrain_seed"])
+
+
+def architecture_of(params: Mapping[str, Any]) -> str:
+    """Which network a trial finetunes (resnet50 | hybrid). A trial config without one comes
+    from a sweep saved by an older version (which called it `encoder`): it is refused in one
+    sentence, as `weights_index` refuses one without weights."""
+    if params.get("architecture") is None:
+        raise _saved_by_an_older_version("name no architecture")
+    return str(params["architecture"])
 
 
 def cell_of(params: Mapping[str, Any]) -> Cell:
     return Cell(
-        params["encoder"],
+        architecture_of(params),
         params["init"],
         weights_index(params),
         float(params["fraction"]),

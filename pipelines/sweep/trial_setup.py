@@ -19,6 +19,7 @@ from pipelines.sweep.finetune import (
     evaluate_on_test,
     finetune,
 )
+from pipelines.sweep.trial_plan import architecture_of
 from pipelines.training.checkpoint import EncoderFile
 from selfie_core.config import SelfieConfig
 
@@ -31,7 +32,7 @@ def subset_key(fraction: float, seed: int) -> str:
 
 def finetune_config(spec: SweepSpec, config: dict) -> FinetuneConfig:
     return FinetuneConfig(
-        encoder=config["encoder"],
+        architecture=architecture_of(config),
         init=config["init"],
         lr=float(config["lr"]),
         weight_decay=float(config["weight_decay"]),

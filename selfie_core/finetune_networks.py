@@ -1,9 +1,10 @@
 """The two finetune networks the paper compares.
 
-- `resnet50` ("full encoder-1"): a ResNet-50 over the whole image whose first three stages
-  are P's trunk. Note the change of regime: P saw patches, this trunk sees whole images.
-- `hybrid` ("full encoder-2"): P over patches, A over all of them, a linear head on u; the
-  same regime as pretraining.
+- `resnet50` (the paper's "full encoder-1"): a ResNet-50 over the whole image whose first
+  three stages are P's trunk. Note the change of regime: P saw patches, this trunk sees
+  whole images.
+- `hybrid` (the paper's "full encoder-2"): P over patches, A over all of them, a linear head
+  on u; the same regime as pretraining.
 Both are built from a `SelfieConfig` so a checkpoint's config rebuilds them exactly.
 """
 
@@ -20,11 +21,12 @@ from selfie_core.patch_network import PatchNetwork
 from selfie_core.patches import patchify
 from selfie_core.resnet_blocks import ResNetTrunk, make_stage
 
-EncoderKind = Literal["resnet50", "hybrid"]
-ENCODER_KINDS: tuple[EncoderKind, ...] = ("resnet50", "hybrid")
+FinetuneArchitecture = Literal["resnet50", "hybrid"]
+"""Which of the two networks a finetune trains (a sweep's `architectures`)."""
+ARCHITECTURES: tuple[FinetuneArchitecture, ...] = ("resnet50", "hybrid")
 HEAD = "head"
-"""The attribute holding the linear classification head in both encoders; every other child
-module is the encoder a linear probe freezes."""
+"""The attribute holding the linear classification head in both networks; every other child
+module is the encoder a linear probe freezes (where a selfie init puts the pretrained weights)."""
 
 
 class ResNet50Classifier(nn.Module):
@@ -66,9 +68,14 @@ class HybridClassifier(nn.Module):
         return self.head(self.attention_pool(feats))
 
 
-def build_encoder(kind: EncoderKind, config: SelfieConfig, num_classes: int) -> nn.Module:
-    if kind == "resnet50":
+def build_finetune_network(
+    architecture: FinetuneArchitecture, config: SelfieConfig, num_classes: int
+) -> nn.Module:
+    """The finetune network of `architecture`, freshly initialised."""
+    if architecture == "resnet50":
         return ResNet50Classifier(config, num_classes)
-    if kind == "hybrid":
+    if architecture == "hybrid":
         return HybridClassifier(config, num_classes)
-    raise ValueError(f"unknown finetune encoder {kind!r}: choose one of {', '.join(ENCODER_KINDS)}")
+    raise ValueError(
+        f"unknown finetune architecture {architecture!r}: choose one of {', '.join(ARCHITECTURES)}"
+    )
