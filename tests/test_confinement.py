@@ -171,12 +171,12 @@ def test_manifest_and_result_paths_are_held_to_the_roots(root: Path, monkeypatch
             resolve(root, "../outside/evil.tar")
         folder = root / "pre"
         folder.mkdir()
-        (folder / "result.json").write_text(
-            json.dumps({"encoder": str(root.parent / "outside" / "evil.tar"), "mlflow_run_id": ""})
-        )
+        evil = str(root.parent / "outside" / "evil.tar")
         spec = SweepSpec(data=str(root), pretrained=[str(folder)])
-        with pytest.raises(PathOutsideRoots, match=r"result\.json"):
-            resolve_weights(spec.pretrained[0], Settings())
+        for key in ("encoder_file", "encoder"):  # encoder: a result.json of before the rename
+            (folder / "result.json").write_text(json.dumps({key: evil, "mlflow_run_id": ""}))
+            with pytest.raises(PathOutsideRoots, match=r"result\.json"):
+                resolve_weights(spec.pretrained[0], Settings())
     finally:
         get_settings.cache_clear()
 

@@ -101,11 +101,12 @@ def test_torchvision_resnet50_loads_p_and_gives_our_stage3_features(paper, tmp_p
     torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)
 
 
-def test_a_result_folder_names_the_same_weights(paper, tmp_path) -> None:
+@pytest.mark.parametrize("key", ["encoder_file", "encoder"])  # encoder: written before the rename
+def test_a_result_folder_names_the_same_weights(paper, tmp_path, key: str) -> None:
     _, path = paper
     folder = tmp_path / "result"
     folder.mkdir()
-    (folder / RESULT_FILE).write_text(json.dumps({"encoder": str(path), "mlflow_run_id": None}))
+    (folder / RESULT_FILE).write_text(json.dumps({key: str(path), "mlflow_run_id": None}))
     result = export_encoder(str(folder), "torchvision", tmp_path / "r50.pt", _settings(tmp_path))
     assert result.source == str(path)
 

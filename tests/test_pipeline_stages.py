@@ -25,7 +25,7 @@ def _pipeline_with_a_pretraining(tmp_path: Path, status: str) -> tuple[PipelineS
             first.client, first.experiment_id, name="p-pretrain", kind="pretrain"
         )
         done = {"run_name": "p-pretrain", "mlflow_run_id": stage, "checkpoint": "c",
-                "encoder": "e.pt", "storage_path": "s", "steps": 3, "resumed_from_step": 0,
+                "encoder_file": "e.pt", "storage_path": "s", "steps": 3, "resumed_from_step": 0,
                 "final_loss": 1.0, "final_selection_accuracy": 0.5}  # fmt: skip
         results_dir(settings, "e", "p-pretrain").mkdir(parents=True)
         (results_dir(settings, "e", "p-pretrain") / RESULT_FILE).write_text(json.dumps(done))
@@ -39,6 +39,21 @@ def test_a_finished_pretraining_is_not_run_again(tmp_path: Path) -> None:
     with tracked_run(spec, settings, kind="pipeline") as run:
         pre = _pretrain(spec, settings, run, 0)
     assert pre.weights == "e.pt" and pre.result_dir == str(results_dir(settings, "e", "p-pretrain"))
+
+
+def test_a_finished_pretraining_with_an_older_result_file_is_refused(tmp_path: Path) -> None:
+    """A result file of before the weights file was `encoder_file` (it was `encoder`): one
+    sentence, not a TypeError."""
+    spec, settings = _pipeline_with_a_pretraining(tmp_path, "FINISHED")
+    path = results_dir(settings, "e", "p-pretrain") / RESULT_FILE
+    done = json.loads(path.read_text())
+    done["encoder"] = done.pop("encoder_file")
+    path.write_text(json.dumps(done))
+    with (
+        tracked_run(spec, settings, kind="pipeline") as run,
+        pytest.raises(SpecError, match="written by an older version: start the pipeline anew"),
+    ):
+        _pretrain(spec, settings, run, 0)
 
 
 def test_a_result_file_of_an_unfinished_pretraining_does_not_make_it_done(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def test_two_workers_finish_and_mlflow_holds_everything(
     assert inputs and inputs[0].dataset.digest
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
     assert "encoder" in artifacts
-    encoder = load_encoder(result.encoder)
+    encoder = load_encoder(result.encoder_file)
     assert encoder.config.preset == "tiny" and encoder.step == 60
     versions = client.search_model_versions("name='selfie-encoder'")
     assert any(v.run_id == result.mlflow_run_id for v in versions)

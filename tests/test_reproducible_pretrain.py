@@ -38,7 +38,7 @@ def _weights(data_dir: Path, workdir: Path, name: str, seed: int) -> dict[str, t
     )  # fmt: skip
     result = run_pretrain(spec, Settings(workdir=workdir))
     assert result.steps == 6
-    return load_encoder(result.encoder).state_dict
+    return load_encoder(result.encoder_file).state_dict
 
 
 def test_same_spec_and_seed_give_identical_weights(data_dir: Path, tmp_path: Path, ray_session):
@@ -98,6 +98,9 @@ def test_a_run_resumed_at_a_checkpoint_equals_the_uninterrupted_run(
     resumed = outcome["result"]
     assert not isinstance(resumed, BaseException), resumed
     assert 0 < resumed.resumed_from_step < 48 and resumed.steps == 48
-    a, b = load_encoder(whole.encoder).state_dict, load_encoder(resumed.encoder).state_dict
+    a, b = (
+        load_encoder(whole.encoder_file).state_dict,
+        load_encoder(resumed.encoder_file).state_dict,
+    )
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"{len(different)} of {len(a)} tensors differ, e.g. {different[:3]}"

@@ -63,16 +63,21 @@ def _pretrain(spec: PipelineSpec, settings: Settings, run: TrackedRun, k: int) -
     name = f"{run.name}-pretrain" + (f"-s{k}" if k else "")
     stage = _stage_run(run, name)
     if stage is not None and stage.info.status == "FINISHED":
-        pre = PretrainResult(**read_result(stage, settings, spec.experiment))
+        try:
+            pre = PretrainResult(**read_result(stage, settings, spec.experiment))
+        except TypeError:  # another shape: an older version's (its weights file `encoder`)
+            raise SpecError(
+                f"pretraining {name!r} finished but its result file was written by an older "
+                "version: start the pipeline anew under another run name"
+            ) from None
     else:
         pre = run_pretrain(
             spec.pretrain_spec(k, name, resume=stage is not None),
             settings,
             parent_run_id=run.run_id,
         )
-    # `PretrainResult.encoder` is the weights file (its name is pretrain's to change).
     return _Pretrained(
-        pre.mlflow_run_id, pre.encoder, str(results_dir(settings, spec.experiment, name))
+        pre.mlflow_run_id, pre.encoder_file, str(results_dir(settings, spec.experiment, name))
     )
 
 

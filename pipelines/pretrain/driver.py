@@ -34,7 +34,7 @@ class PretrainResult:
     run_name: str
     mlflow_run_id: str
     checkpoint: str
-    encoder: str
+    encoder_file: str  # the pretrained weights (encoder.pt) sweeps load
     storage_path: str
     steps: int
     resumed_from_step: int
@@ -134,7 +134,7 @@ def _train(plan: PretrainPlan, settings: Settings, run: TrackedRun, storage: str
         run_name=name,
         mlflow_run_id=run_id,
         checkpoint=result.checkpoint.path,
-        encoder=str(encoder_path),
+        encoder_file=str(encoder_path),
         storage_path=storage,
         steps=int(metrics.get("step", state["step"])),
         resumed_from_step=int(metrics.get("resumed_from_step", 0)),

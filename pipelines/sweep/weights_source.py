@@ -37,12 +37,19 @@ def _from_file(path: Path, settings: Settings) -> ResolvedWeights:
                 f"pretraining's result folder or its {ENCODER_FILE}"
             )
         info = json.loads((path / RESULT_FILE).read_text())
-        # A result.json is data a caller may have written: in a job, the encoder it names
-        # must lie under the data roots like a path in the spec.
-        encoder = check_inside(
-            str(info["encoder"]), f"the encoder named in {RESULT_FILE}", settings.confinement()
+        # Pretrainings written before `encoder_file` named their weights file `encoder`.
+        named = info.get("encoder_file", info.get("encoder"))
+        if named is None:
+            raise SpecError(
+                f"{RESULT_FILE} in {str(path)!r} names no encoder_file: name the "
+                f"pretraining's {ENCODER_FILE} instead"
+            )
+        # A result.json is data a caller may have written: in a job, the encoder file it
+        # names must lie under the data roots like a path in the spec.
+        encoder_file = check_inside(
+            str(named), f"the encoder file named in {RESULT_FILE}", settings.confinement()
         )
-        return ResolvedWeights(load_encoder(encoder), info["encoder"], info["mlflow_run_id"])
+        return ResolvedWeights(load_encoder(encoder_file), str(named), info["mlflow_run_id"])
     if not path.is_file():
         raise SpecError(f"pretrained weights file {str(path)!r} does not exist")
     return ResolvedWeights(load_encoder(path), str(path), None)
