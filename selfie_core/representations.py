@@ -1,10 +1,11 @@
 """The two image-level representations a pretrained Selfie model offers, read frozen.
 
 - `u`: attention pooling A over *all* patches (none masked), with their row+column
-  positions when the model adds them: the image summary the hybrid encoder ("full
-  encoder-2") classifies.
+  positions when the model adds them: the image summary the `hybrid` finetune network (the
+  paper's "full encoder-2") classifies.
 - `trunk`: P's ResNet trunk (stem + stages 1-3) run on the *whole* image and average-pooled:
-  the stage-3 features of the ResNet-50-style encoder ("full encoder-1") before stage 4.
+  the stage-3 features of the `resnet50` finetune network (the paper's "full encoder-1")
+  before stage 4.
 
 BatchNorm statistics are re-estimated (`calibrate_batchnorm`) in the regime each
 representation is read in: P's stored statistics were gathered on patches, which the trunk

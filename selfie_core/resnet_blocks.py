@@ -1,7 +1,7 @@
 """ResNet building blocks shared by the patch network P and the finetune ResNet-50.
 
 Both networks hold the same `ResNetTrunk` under the same attribute names, so moving P's
-weights into the finetune encoder is a copy of identically named tensors.
+weights into the finetune network is a copy of identically named tensors.
 """
 
 from __future__ import annotations

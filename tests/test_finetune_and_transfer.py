@@ -33,7 +33,7 @@ def test_resnet50_gets_exactly_the_trunk() -> None:
     cfg, state = _pretrained()
     enc = ResNet50Classifier(cfg, 10)
     before = {k: v.clone() for k, v in enc.state_dict().items()}
-    copied = transfer_pretrained(enc, state, pretrained_config=cfg, encoder_config=cfg)
+    copied = transfer_pretrained(enc, state, pretrained_config=cfg, network_config=cfg)
     after = enc.state_dict()
     assert copied and all(name.startswith("trunk.") for name in copied)
     assert set(copied) == {k for k in after if k.startswith("trunk.")}
@@ -48,7 +48,7 @@ def test_hybrid_gets_p_and_a() -> None:
     cfg, state = _pretrained()
     enc = HybridClassifier(cfg, 10)
     head_before = enc.head.weight.clone()
-    copied = transfer_pretrained(enc, state, pretrained_config=cfg, encoder_config=cfg)
+    copied = transfer_pretrained(enc, state, pretrained_config=cfg, network_config=cfg)
     assert any(n.startswith("attention_pool.") for n in copied)
     assert torch.equal(enc.attention_pool.u0, state["attention_pool.u0"])
     assert torch.equal(enc.head.weight, head_before)
@@ -60,7 +60,7 @@ def test_preset_mismatch_is_refused() -> None:
     other = SelfieConfig(preset="small")
     with pytest.raises(WeightTransferError, match="preset 'tiny'"):
         transfer_pretrained(
-            ResNet50Classifier(other, 10), state, pretrained_config=cfg, encoder_config=other
+            ResNet50Classifier(other, 10), state, pretrained_config=cfg, network_config=other
         )
 
 
@@ -70,7 +70,7 @@ def test_shape_mismatch_is_refused() -> None:
     state["patch_network.trunk.stem.0.weight"] = torch.zeros(3, 3, 3, 3)
     with pytest.raises(WeightTransferError, match="shape"):
         transfer_pretrained(
-            ResNet50Classifier(cfg, 10), state, pretrained_config=cfg, encoder_config=cfg
+            ResNet50Classifier(cfg, 10), state, pretrained_config=cfg, network_config=cfg
         )
 
 
@@ -79,5 +79,5 @@ def test_checkpoint_with_fewer_attention_layers_is_refused_with_a_reason() -> No
     old = {k: v for k, v in state.items() if not k.startswith("attention_pool.layers.layers.1.")}
     with pytest.raises(WeightTransferError, match="older definition of preset 'tiny'"):
         transfer_pretrained(
-            HybridClassifier(cfg, 10), old, pretrained_config=cfg, encoder_config=cfg
+            HybridClassifier(cfg, 10), old, pretrained_config=cfg, network_config=cfg
         )

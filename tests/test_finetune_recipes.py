@@ -140,7 +140,7 @@ def test_pretrained_layers_get_their_own_learning_rate(weights: EncoderFile) -> 
     cfg = _cfg(architecture="hybrid", init="selfie", pretrained_lr_scale=scale)
     selfie = build_model(cfg, config, 4, weights)
     copied = transfer_pretrained(
-        selfie, weights.state_dict, pretrained_config=config, encoder_config=config
+        selfie, weights.state_dict, pretrained_config=config, network_config=config
     )
     scales = pretrained_lr_scales(cfg, selfie)
     assert set(scales) == {n for n, _ in selfie.named_parameters() if n in copied}

@@ -78,7 +78,7 @@ def test_u_is_the_hybrid_networks_summary() -> None:
     cfg = SelfieConfig(preset="tiny")
     model = _trained_looking(cfg)
     hybrid = HybridClassifier(cfg, 10)
-    transfer_pretrained(hybrid, model.state_dict(), pretrained_config=cfg, encoder_config=cfg)
+    transfer_pretrained(hybrid, model.state_dict(), pretrained_config=cfg, network_config=cfg)
     seen = {}
     hybrid.head.register_forward_hook(lambda m, args, out: seen.update(u=args[0]))
     images = torch.randn(3, 3, 32, 32)
@@ -92,7 +92,7 @@ def test_trunk_features_are_the_resnet50_networks_stage3() -> None:
     cfg = SelfieConfig(preset="tiny")
     model = _trained_looking(cfg)
     resnet = ResNet50Classifier(cfg, 10)
-    transfer_pretrained(resnet, model.state_dict(), pretrained_config=cfg, encoder_config=cfg)
+    transfer_pretrained(resnet, model.state_dict(), pretrained_config=cfg, network_config=cfg)
     seen = {}
     resnet.stage4.register_forward_hook(lambda m, args, out: seen.update(x=args[0]))
     images = torch.randn(3, 3, 32, 32)

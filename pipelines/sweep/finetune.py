@@ -130,7 +130,7 @@ def build_model(
             model,
             weights.state_dict,
             pretrained_config=weights.config,
-            encoder_config=model_config,
+            network_config=model_config,
             reinit_attention=cfg.reinit_attention,
         )
     return model
