@@ -74,7 +74,7 @@ def test_a_chunked_body_over_the_limit_is_413_on_the_bytes_read(svc) -> None:
 @pytest.mark.parametrize(
     ("body", "setting"),
     [
-        # 6,553,600 trials: 32 fractions x 100 seeds x 2 inits x 2 encoders x 32 x 16 lrs/wds
+        # 6,553,600 trials: 32 fractions x 100 seeds x 2 inits x 2 architectures x 32 x 16 lrs/wds
         (
             {"kind": "sweep", "spec": {
                 "data": "DATA", "inits": ["scratch", "selfie"], "pretrained": ["a" * 32],

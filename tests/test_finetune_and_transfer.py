@@ -14,7 +14,7 @@ from selfie_core import (
 
 @pytest.mark.parametrize("kind", ["resnet50", "hybrid"])
 @pytest.mark.parametrize("size", [32, 224])
-def test_encoders_classify(kind: str, size: int) -> None:
+def test_finetune_networks_classify(kind: str, size: int) -> None:
     cfg = SelfieConfig(preset="tiny", image_size=size)
     enc = build_finetune_network(kind, cfg, num_classes=10)
     assert enc(torch.randn(2, 3, size, size)).shape == (2, 10)
