@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= work/demo
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test test-clusters lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -m "not cluster" --durations=15
+
+# The tests that start Ray clusters of their own (two nodes, unequal nodes, a head that dies,
+# the CLI's own local head): minutes of Ray start-ups, so apart; CI runs them after `make test`.
+test-clusters: $(STAMP)
+	$(BIN)/python -m pytest -q -m cluster --durations=8
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

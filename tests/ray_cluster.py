@@ -60,11 +60,19 @@ class PrivateRayCluster:
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
 
     def stop(self) -> None:
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        """Kill this cluster's processes, and the job drivers it started: a driver outlives
+        its head (found orphaned, still running, 13 minutes after the outage test), and
+        names the cluster only in its environment (`RAY_ADDRESS=<ip>:<port>`)."""
+        address = f":{self.port}".encode()
+        for proc in Path("/proc").glob("[0-9]*"):
             try:
-                text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                if self.temp_dir in text:
-                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+                ours = self.temp_dir.encode() in cmdline or any(
+                    var.startswith(b"RAY_ADDRESS=") and var.endswith(address)
+                    for var in (proc / "environ").read_bytes().split(b"\0")
+                )
+                if ours and int(proc.name) != os.getpid():
+                    os.kill(int(proc.name), signal.SIGKILL)
             except (OSError, ValueError):
                 pass
 

@@ -36,6 +36,7 @@ def wait_for_file(pattern: str, root: Path, proc: subprocess.Popen, timeout: flo
     raise AssertionError(f"no {pattern} under {root} after {timeout}s")
 
 
+@pytest.mark.cluster  # the CLI starts a local Ray head of its own, as on a fresh machine
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signalled_cli_job_ends_killed_with_status_130(tmp_path: Path, sig: int) -> None:
     work, elsewhere = tmp_path / "work", tmp_path / "cwd"

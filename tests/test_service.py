@@ -189,6 +189,7 @@ def _wait_healthy(service: ServiceProcess, timeout: float = 90) -> None:
         time.sleep(0.5)
 
 
+@pytest.mark.cluster  # two heads of its own, one after the other
 def test_ray_outage_is_reported_refused_and_recovered_from(service, tmp_path) -> None:
     """The service outlives its Ray head: refuses work while it is gone, keeps every job
     readable, works again when a head is back, and closes the jobs the old head took along."""

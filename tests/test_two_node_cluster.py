@@ -16,7 +16,7 @@ from pipelines.ingest.driver import ingest
 from pipelines.specs import IngestSpec
 from tests.ray_cluster import RAY, PrivateRayCluster
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 
 
 def test_pretraining_spans_two_nodes(tmp_path: Path) -> None:

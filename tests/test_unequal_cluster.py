@@ -22,7 +22,7 @@ from pipelines.specs import IngestSpec
 from tests.ray_cluster import RAY, PrivateRayCluster
 from tests.service_process import ServiceProcess
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 
 
 def _ray_list(cluster: PrivateRayCluster, what: str, *filters: str) -> list[dict]:
