@@ -111,6 +111,15 @@ def test_a_result_folder_names_the_same_weights(paper, tmp_path, key: str) -> No
     assert result.source == str(path)
 
 
+def test_a_result_folder_naming_no_weights_is_one_sentence(tmp_path) -> None:
+    folder = tmp_path / "result"
+    folder.mkdir()
+    (folder / RESULT_FILE).write_text(json.dumps({"mlflow_run_id": None}))
+    with pytest.raises(SpecError, match="names no encoder_file: name the pretraining's"):
+        export_encoder(str(folder), "torchvision", tmp_path / "r50.pt", _settings(tmp_path))
+    assert not (tmp_path / "r50.pt").exists()
+
+
 def test_a_pretraining_run_is_exported_by_its_id(paper, tmp_path) -> None:
     """A real MLflow run (SQLite, local artifacts) with the encoder where pretraining logs it."""
     _, path = paper
