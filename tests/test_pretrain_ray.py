@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipelines.ingest.driver import ingest
-from pipelines.pretrain.driver import run_pretrain
+from pipelines.pretrain.driver import PretrainResult, run_pretrain
 from pipelines.specs import IngestSpec, OptimSpec, PretrainSpec, SpecError
 from pipelines.specs.settings import Settings
 from pipelines.training.checkpoint import load_encoder
@@ -40,12 +40,17 @@ def _spec(data_dir: Path, **kw) -> PretrainSpec:
     return PretrainSpec(**base)
 
 
-def test_two_workers_finish_and_mlflow_holds_everything(
-    data_dir: Path, tmp_path: Path, ray_session
-) -> None:
-    settings = Settings(workdir=tmp_path)
-    spec = _spec(data_dir, max_steps=60, checkpoint_every=30, eval_every=25)
-    result = run_pretrain(spec, settings)
+@pytest.fixture(scope="module")
+def finished(data_dir: Path, tmp_path_factory, ray_session) -> tuple[PretrainResult, Settings]:
+    """One two-worker run of 60 steps, read by the first test and resumed by the second (a
+    Ray Train run costs ~20 s of start-up on 2 cores)."""
+    settings = Settings(workdir=tmp_path_factory.mktemp("pretrain-work"))
+    spec = _spec(data_dir, max_steps=60, checkpoint_every=30, eval_every=25, run_name="r1")
+    return run_pretrain(spec, settings), settings
+
+
+def test_two_workers_finish_and_mlflow_holds_everything(finished) -> None:
+    result, settings = finished
     assert result.steps == 60 and result.resumed_from_step == 0
     client = MlflowClient(settings.tracking_uri)
     run = client.get_run(result.mlflow_run_id)
@@ -80,19 +85,15 @@ def test_two_workers_finish_and_mlflow_holds_everything(
     assert Path(result.checkpoint).is_dir()
 
 
-def test_stopped_run_resumes_from_its_last_step(
-    data_dir: Path, tmp_path: Path, ray_session
-) -> None:
-    settings = Settings(workdir=tmp_path)
-    first = run_pretrain(
-        _spec(data_dir, workers=1, max_steps=8, checkpoint_every=4, run_name="r1"), settings
-    )
-    assert first.steps == 8
+def test_stopped_run_resumes_from_its_last_step(data_dir: Path, finished) -> None:
+    """The finished run, asked for more steps under its name, continues from step 60 in its
+    own MLflow run."""
+    first, settings = finished
     second = run_pretrain(
-        _spec(data_dir, workers=1, max_steps=12, checkpoint_every=4, run_name="r1", resume=True),
+        _spec(data_dir, max_steps=64, checkpoint_every=30, run_name="r1", resume=True),
         settings,
     )
-    assert second.resumed_from_step == 8 and second.steps == 12
+    assert second.resumed_from_step == 60 and second.steps == 64
     assert second.mlflow_run_id == first.mlflow_run_id
     with pytest.raises(SpecError, match="no pretrain run named 'nope'"):
         run_pretrain(_spec(data_dir, run_name="nope", resume=True), settings)

@@ -14,7 +14,7 @@ import torch
 from pipelines.data.loader import ShardData
 from pipelines.ingest.driver import ingest
 from pipelines.pretrain.loop import run_steps
-from pipelines.pretrain.plan import plan_pretrain
+from pipelines.pretrain.plan import PretrainPlan, plan_pretrain
 from pipelines.pretrain.trainee import (
     Trainee,
     build_trainee,
@@ -45,6 +45,23 @@ class Quiet:
     def after_step(self, step: int, last: bool) -> None: ...
 
 
+def _run(
+    plan: PretrainPlan, data: ShardData, until: int | None, state: dict | None = None
+) -> Trainee:
+    """Rank 0 of 1 through the worker's own functions, from scratch or from a saved state."""
+    trainee = build_trainee(plan, 0, CPU)
+    if state is not None:
+        restore_trainee(trainee, state, plan)
+    batches = data_stream(trainee, plan, data, world=1)
+    run_steps(trainee, plan, batches, data.manifest.mean, data.manifest.std, Quiet(), until)
+    return trainee
+
+
+def _differing(a: Trainee, b: Trainee) -> list[str]:
+    one, other = unwrap(a.model).state_dict(), unwrap(b.model).state_dict()
+    return [k for k in one if not torch.equal(one[k], other[k])]
+
+
 @pytest.mark.parametrize("loader_workers", [0, 2])
 def test_a_resumed_loop_equals_the_uninterrupted_one(
     data: ShardData, tmp_path: Path, loader_workers: int
@@ -57,19 +74,26 @@ def test_a_resumed_loop_equals_the_uninterrupted_one(
     plan = plan_pretrain(spec, data)
     assert plan.steps_per_epoch < 10  # the run crosses passes, and the stop is mid-pass
 
-    def run(until: int | None, state: dict | None = None) -> Trainee:
-        trainee = build_trainee(plan, 0, CPU)
-        if state is not None:
-            restore_trainee(trainee, state, plan)
-        batches = data_stream(trainee, plan, data, world=1)
-        run_steps(trainee, plan, batches, data.manifest.mean, data.manifest.std, Quiet(), until)
-        return trainee
-
-    whole = run(None)
-    stopped = run(11)
+    whole = _run(plan, data, None)
+    stopped = _run(plan, data, 11)
     write_training_state(tmp_path, snapshot(stopped, plan, [own_rng_state(stopped)]))
-    resumed = run(None, load_training_state(tmp_path))
+    resumed = _run(plan, data, None, load_training_state(tmp_path))
     assert resumed.resumed_from == 11 and resumed.step == whole.step == 17
-    a, b = unwrap(whole.model).state_dict(), unwrap(resumed.model).state_dict()
-    different = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not different, f"{len(different)} of {len(a)} tensors differ, e.g. {different[:3]}"
+    different = _differing(whole, resumed)
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+def test_the_seed_decides_the_weights(data: ShardData) -> None:
+    """One seed twice gives one result and another seed another: the seed reaches the model,
+    the masks and the data order (Ray Train's two-worker runs compare equal weights only)."""
+
+    def weights_after_3_steps(seed: int) -> Trainee:
+        spec = PretrainSpec(
+            data=str(data.data_dir), batch_size=16, max_steps=3, loader_workers=0,
+            optim=OptimSpec(lr=3e-3, warmup_steps=1), seed=seed,
+        )  # fmt: skip
+        return _run(plan_pretrain(spec, data), data, None)
+
+    first = weights_after_3_steps(5)
+    assert not _differing(first, weights_after_3_steps(5))
+    assert _differing(first, weights_after_3_steps(6))
