@@ -135,10 +135,17 @@ def test_service_never_imports_torch() -> None:
 def test_bounded_load_loses_nothing(service) -> None:
     from services.client.bench.service_load import bench_service
 
-    body = _pretrain_body(service.data_dir, max_steps=2)
+    body = _pretrain_body(service.data_dir, max_steps=2) | {"name": "under-load"}
     result = bench_service(
         service.url, TOKEN, clients=50, seconds=5, submit_body=body, submits=2, interval=0.2
     )
+    # The jobs it submitted are not what this test measures: cancelled, they do not run on
+    # (a driver and two Ray Train actors each) under the tests that follow.
+    with service.client() as client:
+        submitted = client.get("/v1/jobs", params={"name": "under-load"}).json()["items"]
+        for job in submitted:
+            client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert len(submitted) == 2, submitted
     assert result["reads"] > 50 * 5 / 0.2 / 2, result  # at least half the polls answered
     assert result["server_errors"] == 0 and result["transport_errors"] == 0, result
     assert set(result["status_counts"]) <= {"200", "201"}, result
@@ -146,18 +153,22 @@ def test_bounded_load_loses_nothing(service) -> None:
         bench_service("http://10.0.0.1:8000", TOKEN, clients=1, seconds=1)
 
 
-def _pid_with_env(needle: bytes) -> int | None:
+def _driver_pids(needle: bytes) -> list[int]:
+    """Processes of the job entry whose environment holds `needle` (the submission id)."""
+    pids = []
     for environ in Path("/proc").glob("[0-9]*/environ"):
         try:
             cmdline = (environ.parent / "cmdline").read_bytes()
             if b"pipelines.cli.job_entry" in cmdline and needle in environ.read_bytes():
-                return int(environ.parent.name)
+                pids.append(int(environ.parent.name))
         except OSError:
             continue
-    return None
+    return pids
 
 
 def test_killed_job_driver_ends_failed_not_running(service) -> None:
+    """The driver is one process (Ray's `sh -c` execs it): killed, the job ends FAILED and
+    nothing of it trains on as an orphan."""
     import signal
 
     with service.client() as client:
@@ -165,12 +176,13 @@ def test_killed_job_driver_ends_failed_not_running(service) -> None:
         wait_for_state(client, job["id"], {"RUNNING"})
         needle = f"SELFIE_SUBMISSION_ID={job['submission_id']}".encode()
         deadline = time.time() + 60
-        while (pid := _pid_with_env(needle)) is None and time.time() < deadline:
+        while not (pids := _driver_pids(needle)) and time.time() < deadline:
             time.sleep(0.5)
-        assert pid is not None, "job driver process not found"
-        os.kill(pid, signal.SIGKILL)
+        assert len(pids) == 1, f"the job's driver should be one process, found {pids}"
+        os.kill(pids[0], signal.SIGKILL)
         done = wait_for_state(client, job["id"], {"FAILED", "SUCCEEDED", "STOPPED"}, timeout=120)
         assert done["state"] == "FAILED" and done["message"], done
+        assert not _driver_pids(needle), "a process of the killed job's driver lives on"
 
 
 def _assert_ray_down(client: httpx.Client, service: ServiceProcess, body: dict) -> None:

@@ -1,10 +1,12 @@
 """Ray's own job system underneath the service.
 
-The service builds every entrypoint itself (`<python> -m pipelines.cli.job_entry`) and passes
-the validated spec in the job's environment, as base64 nothing expands: a caller's text never
-reaches a shell. With no `SELFIE_RAY_DASHBOARD_URL`, a local Ray head is started as its own
-daemon (`ray start --head`, in the work dir), so jobs outlive a restart of the service and
-the service finds them again.
+The service builds every entrypoint itself (`exec <python> -m pipelines.cli.job_entry`) and
+passes the validated spec in the job's environment, as base64 nothing expands: a caller's text
+never reaches a shell. Ray runs an entrypoint through `sh -c`; `exec` makes the driver that
+shell's process rather than its child, so a driver killed by anything is the job's end, and no
+shell's death can leave a driver training on as an orphan. With no `SELFIE_RAY_DASHBOARD_URL`,
+a local Ray head is started as its own daemon (`ray start --head`, in the work dir), so jobs
+outlive a restart of the service and the service finds them again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -248,7 +251,7 @@ class RayJobs:
         try:
             self._submit(
                 submission_id=submission_id,
-                entrypoint=f"{python} -m {ENTRY_MODULE}",
+                entrypoint=f"exec {shlex.quote(python)} -m {ENTRY_MODULE}",
                 env=env,
                 metadata={"selfie_kind": kind},
                 resources=entrypoint_resources(self.settings),
