@@ -55,7 +55,12 @@ def test_pretrain_job_succeeds_and_its_run_is_browsable(service) -> None:
         assert "selfie-pretrain" in [e["name"] for e in exps]
         listed = client.get("/v1/jobs", params={"state": "SUCCEEDED", "kind": "pretrain"}).json()
         assert job["id"] in [j["id"] for j in listed["items"]]
-        assert "SELFIE_RESULT" in client.get(f"/v1/jobs/{job['id']}/logs").text
+        whole = client.get(f"/v1/jobs/{job['id']}/logs")
+        assert "SELFIE_RESULT" in whole.text
+        # A follow of a finished job is its log whole, answered at once, not Ray's tail
+        # (streamed, it would end only after Ray's ~5 s of polling an ended job).
+        ended = client.get(f"/v1/jobs/{job['id']}/logs", params=follow)
+        assert ended.text == whole.text and "content-length" in ended.headers
         metrics = client.get("/metrics").text
         assert 'selfie_jobs{state="SUCCEEDED"}' in metrics
         assert "selfie_http_request_seconds_bucket" in metrics

@@ -202,11 +202,13 @@ def logs(
     tail: Annotated[int | None, Query(ge=1, le=100_000, description="Last N lines.")] = None,
 ):
     """The job's output; `follow=true` streams it until the job ends (or its output has
-    been idle for SELFIE_FOLLOW_IDLE_SECONDS); `tail` reads only the end of the log."""
+    been idle for SELFIE_FOLLOW_IDLE_SECONDS); `tail` reads only the end of the log. A
+    finished job's log is whole already: a follow of it is answered like a read, at once
+    (Ray's tail of an ended job closes only after ~5 s of polling)."""
     record = _found(session, job_id, who)
     settings = state.settings
     try:
-        if follow:
+        if follow and not JobState(record.state).finished:
             if state.jobs.status(record.submission_id).state is None:  # 404, not a cut stream
                 raise JobLogsMissing.of(record.submission_id)
             chunks = state.jobs.follow_logs(record.submission_id)
