@@ -84,8 +84,8 @@ def test_a_resumed_loop_equals_the_uninterrupted_one(
 
 
 def test_the_seed_decides_the_weights(data: ShardData) -> None:
-    """One seed twice gives one result and another seed another: the seed reaches the model,
-    the masks and the data order (Ray Train's two-worker runs compare equal weights only)."""
+    """One seed twice gives one result and another seed another (Ray Train's two-worker runs
+    compare equal weights only, so a seed that reached nothing would pass there)."""
 
     def weights_after_3_steps(seed: int) -> Trainee:
         spec = PretrainSpec(
