@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not cluster" --durations=15
+	$(BIN)/python -m pytest -q -m "not cluster" -n 2 --dist loadgroup --durations=15
 
 # The tests that start Ray clusters of their own (two nodes, unequal nodes, a head that dies,
 # the CLI's own local head): minutes of Ray start-ups, so apart; CI runs them after `make test`.

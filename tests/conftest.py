@@ -19,6 +19,19 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for `pytest -n 2 --dist loadgroup` (make test): every test that needs the
+    session's Ray runs on one worker, so there is one Ray on the box and each of its module
+    fixtures is built once; each other test file is a group of its own, run beside them.
+    The Ray tests leave about a third of the two cores idle (process start-ups, polls), which
+    the rest of the suite fills. Without -n the groups change nothing."""
+    for item in items:
+        needs_ray = item.get_closest_marker("ray") or "ray_session" in item.fixturenames
+        group = "ray" if needs_ray else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
@@ -34,11 +47,33 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def _hold_the_one_ray(tmp_path_factory: pytest.TempPathFactory):
+    """Under xdist, a lock in the run's shared temp dir that the worker holding the Ray tests
+    takes: a second Ray on the box breaks the first one's job agent, so Ray tests spread over
+    two workers (a grouping xdist lost) fail here, saying so, instead of deep in a job."""
+    import fcntl
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return None
+    lock = open(tmp_path_factory.getbasetemp().parent / "ray-session.lock", "w")  # noqa: SIM115
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        pytest.fail(
+            "another xdist worker already runs this session's Ray: the Ray tests must share "
+            "one worker (xdist_group 'ray' with --dist loadgroup; see pytest_collection_"
+            "modifyitems in tests/conftest.py)"
+        )
+    return lock
+
+
 @pytest.fixture(scope="session")
-def ray_session():
+def ray_session(tmp_path_factory):
     """One local Ray for the whole test session (starting Ray costs seconds and ~2 GiB)."""
     import ray
 
+    held = _hold_the_one_ray(tmp_path_factory)
     if not ray.is_initialized():
         context = ray.init(
             address="local",  # always a fresh cluster of our own, never a leftover head
@@ -54,6 +89,8 @@ def ray_session():
         os.environ["SELFIE_TEST_RAY_DASHBOARD"] = f"http://{context.dashboard_url}"
     yield ray
     ray.shutdown()
+    if held is not None:
+        held.close()
 
 
 @pytest.fixture(scope="session")
