@@ -70,6 +70,7 @@ class ServiceProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
+        self.kill()  # no fixture will: it never got the process
         raise RuntimeError(f"service never answered: {self.log.read_text()[-3000:]}")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
