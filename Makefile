@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/selfie demo --workdir $(WORKDIR)
 
+# Two xdist workers: the Ray tests together on one, the other files beside them (the Ray
+# tests leave about a third of the two cores idle; tests/conftest.py makes the groups).
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
