@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import IO
 
 import pytest
 import torch
@@ -47,7 +48,7 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def _hold_the_one_ray(tmp_path_factory: pytest.TempPathFactory):
+def _hold_the_one_ray(tmp_path_factory: pytest.TempPathFactory) -> IO[str] | None:
     """Under xdist, a lock in the run's shared temp dir that the worker holding the Ray tests
     takes: a second Ray on the box breaks the first one's job agent, so Ray tests spread over
     two workers (a grouping xdist lost) fail here, saying so, instead of deep in a job."""
