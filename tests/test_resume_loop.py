@@ -2,7 +2,7 @@
 stopped at a checkpoint and continued from its saved state (written to disk and read
 back) ends with the uninterrupted run's weights, bit for bit, with the loader in this
 process and with 2 loader processes (the stream's position is continued, not reseeded).
-The same through Ray Train with 2 workers: tests/test_reproducible_pretrain.py."""
+The same through Ray Train with 2 workers: tests/test_pretrain_ray.py."""
 
 from __future__ import annotations
 
