@@ -69,6 +69,8 @@ def test_a_pretrain_job_outlives_a_service_restart_and_its_run_is_browsable(serv
         assert sum(1 for j in same if j["id"] == job["id"]) == 1
         whole = client.get(f"/v1/jobs/{job['id']}/logs")
         assert "SELFIE_RESULT" in whole.text
+        # The follow closed once the job ended (not Ray's ~5 s later) with nothing lost.
+        assert streamed == whole.text
         # A follow of a finished job is its log whole, answered at once, not Ray's tail
         # (streamed, it would end only after Ray's ~5 s of polling an ended job).
         ended = client.get(f"/v1/jobs/{job['id']}/logs", params=follow)

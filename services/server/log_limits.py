@@ -1,12 +1,12 @@
-"""Reading job logs in bounded memory: the last lines from the end of the file, and a
-follow that ends when the job's output has been idle too long."""
+"""Reading job logs in bounded memory: the last lines from the end of the file, a follow
+that ends when the job's output has been idle too long, and one that ends with the job."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 BLOCK = 64 * 1024
@@ -49,7 +49,54 @@ async def idle_limited(chunks: AsyncIterator[str], idle_seconds: float) -> Async
                 return
             yield chunk
     finally:
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()
+        await _close(iterator)
+
+
+async def until_ended(
+    chunks: AsyncIterator[str],
+    ended: Callable[[], Awaitable[bool]],
+    whole: Callable[[], Awaitable[str]],
+    poll_seconds: float,
+) -> AsyncIterator[str]:
+    """`chunks` (a tail of the job's log from its first byte) until they end, or until the
+    job has: whenever no chunk came for `poll_seconds`, `ended()` is asked, and once the job
+    has ended the rest of its log is taken from `whole()` (what the tail sent is a prefix of
+    it) and the tail closed. A tail that keeps polling its file after the job's end (Ray's
+    reads on for ~5 s) then ends with the job, and loses nothing it had not read yet."""
+    iterator = aiter(chunks)
+    sent = 0
+    pending: asyncio.Future | None = None
+    try:
+        while True:
+            pending = asyncio.ensure_future(anext(iterator))
+            while not (await asyncio.wait({pending}, timeout=poll_seconds))[0]:
+                if await ended():
+                    await _cancel(pending)
+                    rest = (await whole())[sent:]
+                    if rest:
+                        yield rest
+                    return
+            try:
+                chunk = pending.result()
+            except StopAsyncIteration:
+                return
+            sent += len(chunk)
+            yield chunk
+    finally:
+        if pending is not None:
+            await _cancel(pending)
+        await _close(iterator)
+
+
+async def _cancel(pending: asyncio.Future) -> None:
+    """Stop a read still waiting (an iterator cannot be closed while a read of it runs)."""
+    pending.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await pending
+
+
+async def _close(iterator: AsyncIterator[str]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()

@@ -11,6 +11,7 @@ outlive a restart of the service and the service finds them again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from services.server.job_backend import (
     job_environment,
 )
 from services.server.job_models import JobState
+from services.server.log_limits import until_ended
 from services.server.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ LOCAL_DRIVER_SLOTS = 100
 PROBE_SECONDS = 30.0  # how long /healthz trusts the last proof that submission works
 PROBE_RETRY_SECONDS = 2.0  # how soon it asks again after a failed proof
 PROBE_PREFIX = "selfie-probe-"
+FOLLOW_STATUS_POLL_S = 1.0  # a silent follow asks Ray whether the job has ended this often
 
 
 def _says_missing(exc: Exception) -> bool:
@@ -298,14 +301,25 @@ class RayJobs:
         return "\n".join(text.splitlines()[-lines:]) + "\n"
 
     async def follow_logs(self, submission_id: str) -> AsyncIterator[str]:
-        """Ray's log tail. Once the response has started its status can no longer change,
-        so a tail that breaks off ends with one line saying why instead of a cut stream."""
+        """Ray's log tail, closed as soon as Ray reports the job ended (its own tail reads on
+        for ~5 s after that: experiments/ray_log_tail_close.py). Once the response has
+        started its status can no longer change, so a tail that breaks off ends with one
+        line saying why instead of a cut stream."""
         try:
-            async for chunk in self._jobs().tail_job_logs(submission_id):
+            async for chunk in until_ended(
+                self._jobs().tail_job_logs(submission_id),
+                lambda: asyncio.to_thread(self._ended, submission_id),
+                lambda: asyncio.to_thread(self.logs, submission_id),
+                FOLLOW_STATUS_POLL_S,
+            ):
                 yield chunk
         except Exception as exc:
             self._client = None
             yield f"\n[selfie] the log stream from Ray ended early: {_brief(exc)}\n"
+
+    def _ended(self, submission_id: str) -> bool:
+        state = self.status(submission_id).state
+        return state is None or JobState(state).finished
 
     def stop(self, submission_id: str) -> None:
         try:
